@@ -1,0 +1,75 @@
+"""The ``forecast`` command line.
+
+This is the only place that configures logging. Errors in user input (:class:`forecast.errors.UserInputError`)
+are printed without a traceback and exit with code 2; see ``docs/cli.md`` for all exit codes.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+from forecast.errors import UserInputError
+
+app = typer.Typer(
+    name="forecast",
+    help="Bayesian scenario probabilities for South Korea–Japan security cooperation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+#: Exit codes of every command.
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USER_ERROR = 2
+
+
+@app.callback()
+def _configure(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail to stderr.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings and errors.")] = False,
+) -> None:
+    """Configure logging to stderr with timestamps."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+        stream=sys.stderr,
+        force=True,
+    )
+    if not verbose:
+        for noisy in ("pymc", "pytensor", "jax", "numpyro", "arviz", "matplotlib", "distributed"):
+            logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def _register() -> None:
+    from forecast.cli import data, fit, report  # noqa: F401  (each module adds its commands to ``app``)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line and exit with the documented exit code."""
+    _register()
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(EXIT_INTERNAL)
+    except Exception as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(EXIT_USER_ERROR)
+        logging.getLogger(__name__).exception("internal error")
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(EXIT_OK)

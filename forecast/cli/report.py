@@ -1,0 +1,3 @@
+"""``forecast report`` and ``forecast update``."""
+
+from __future__ import annotations
