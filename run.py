@@ -99,7 +99,8 @@ def ensure_env(extras: str = "") -> Path:
         _say(f"creating {VENV} with {python}")
         subprocess.run([python, "-m", "venv", str(VENV)], check=True)
     target = f".[{extras}]" if extras else "."
-    _say(f"installing forecast{('[' + extras + ']') if extras else ''} with the pinned versions (first run: minutes)")
+    label = f"forecast[{extras}]" if extras else "forecast"
+    _say(f"installing {label} with the pinned versions (the first run takes minutes)")
     subprocess.run(
         [str(_venv_python()), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
          "-c", str(ROOT / "constraints.txt"), "-e", target],
@@ -114,16 +115,19 @@ def _run(argv: list[str]) -> int:
 
 
 def cmd_report(args: list[str]) -> int:
+    """Run ``forecast report`` on the bundled data (or as the options say)."""
     python = ensure_env()
     return _run([str(python), "-m", "forecast", "report", *args])
 
 
 def cmd_forecast(args: list[str]) -> int:
+    """Run any ``forecast`` command inside the environment."""
     python = ensure_env()
     return _run([str(python), "-m", "forecast", *args])
 
 
 def cmd_test(args: list[str]) -> int:
+    """Run the whole test suite (after installing the test tools and the browser the report tests use)."""
     python = ensure_env("test")
     browser_setup = ROOT / "tests" / "browser_setup.py"
     if browser_setup.exists():

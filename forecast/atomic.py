@@ -25,6 +25,7 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     ------
     pathlib.Path
         Where to write. If the block raises, the temporary file is removed and ``target`` is untouched.
+
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -52,6 +53,7 @@ def write_text(target: str | Path, text: str, encoding: str = "utf-8") -> None:
         Content.
     encoding : str, optional
         Text encoding, UTF-8 by default.
+
     """
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding=encoding)
@@ -66,6 +68,7 @@ def write_bytes(target: str | Path, data: bytes) -> None:
         Final file path.
     data : bytes
         Content.
+
     """
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
@@ -87,6 +90,7 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     ------
     pathlib.Path
         The temporary directory to fill. If the block raises, it is removed and ``target`` is untouched.
+
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ class Problem:
         What is wrong.
     fix : str
         What to do about it.
+
     """
 
     file: str
@@ -65,6 +66,7 @@ class DataValidationError(UserInputError):
     ----------
     problems : list of Problem
         All problems found; never empty.
+
     """
 
     def __init__(self, problems: list[Problem]):

@@ -16,6 +16,7 @@ def bundled_data_dir() -> Path:
     -------
     pathlib.Path
         Directory laid out as described in ``data/README.md``.
+
     """
     override = os.environ.get("FORECAST_DATA")
     return Path(override) if override else REPO_ROOT / "data"

@@ -56,6 +56,7 @@ def scenario_index(scenario_id: str) -> int:
     ------
     KeyError
         If ``scenario_id`` is not a scenario id; the message lists the valid ids.
+
     """
     try:
         return SCENARIOS.index(scenario_id)
@@ -76,6 +77,7 @@ def factor_probabilities(probs: np.ndarray) -> dict[str, np.ndarray]:
     dict of str to numpy.ndarray
         ``us_engaged`` = P(trilateral) + P(bilateral_alliances) and
         ``relations_workable`` = P(trilateral) + P(direct_bilateral), each with the scenario axis removed.
+
     """
     probs = np.asarray(probs)
     return {
