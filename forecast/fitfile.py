@@ -1,0 +1,385 @@
+"""The fit file: the contract between fitting and everything after it.
+
+A fit is an :class:`xarray.DataTree` written to netCDF (HDF5, through h5netcdf) with the groups
+
+``posterior``
+    parameter draws (chain, draw, ...), names as in ``docs/architecture.md``;
+``sample_stats``
+    sampler statistics (``diverging`` at least);
+``log_likelihood``
+    ``y`` (chain, draw, period): log p(y_t | y_1..t−1, θ), the one-step-ahead predictive density of each
+    period under each draw, states marginalised;
+``log_prior``
+    log prior density terms per draw (for prior-sensitivity work);
+``panel``
+    the panel the model was fitted to (:func:`forecast.panel.build_panel`).
+
+and root attributes (JSON text where structured): ``forecast_fit_format``, ``forecast_version``,
+``library_versions``, ``created``, ``data_sha256``, ``seed``, ``sampler``, ``prior_set``, ``model_options``,
+``catalog``, ``diagnostics``, ``converged`` and ``content_sha256`` (a SHA-256 over every array, checked on
+load so that a damaged file is refused rather than used). Loading never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from forecast.atomic import atomic_path
+from forecast.errors import FitFileError
+from forecast.inputs import ModelOptions
+
+logger = logging.getLogger(__name__)
+
+#: Version of the fit-file layout; bumped on incompatible changes.
+FIT_FORMAT = 1
+#: Groups every fit file has.
+REQUIRED_GROUPS = ("posterior", "sample_stats", "log_likelihood", "log_prior", "panel")
+#: Root attributes every fit file has.
+REQUIRED_ATTRS = (
+    "forecast_fit_format", "forecast_version", "library_versions", "created", "data_sha256", "seed",
+    "sampler", "prior_set", "model_options", "catalog", "diagnostics", "converged", "content_sha256",
+)
+_JSON_ATTRS = ("library_versions", "sampler", "prior_set", "model_options", "diagnostics")
+_LIBRARIES = (
+    "pymc", "pytensor", "pymc-extras", "arviz", "numpyro", "jax", "nutpie", "numpy", "scipy", "pandas", "xarray",
+)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a fit depends on (``"absent"`` for those not installed).
+
+    Returns
+    -------
+    dict of str to str
+        Distribution name to version.
+    """
+    out = {}
+    for name in _LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A fitted model: posterior draws, the panel they were fitted to, and how they were made.
+
+    Build one with :meth:`from_parts` (fitting does) or :func:`load_fit`; write it with :func:`save_fit`.
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        The groups and attributes described in the module docstring.
+    """
+
+    tree: xr.DataTree
+
+    @classmethod
+    def from_parts(
+        cls,
+        *,
+        posterior: xr.Dataset,
+        sample_stats: xr.Dataset,
+        log_likelihood: xr.Dataset,
+        log_prior: xr.Dataset,
+        panel: xr.Dataset,
+        data_sha256: str,
+        seed: int,
+        sampler: dict[str, Any],
+        prior_set: dict[str, Any],
+        model_options: ModelOptions,
+        catalog: str,
+        diagnostics: dict[str, Any],
+        converged: bool,
+    ) -> Fit:
+        """Assemble a fit from its parts and stamp it with versions, time and a content hash.
+
+        Parameters
+        ----------
+        posterior, sample_stats, log_likelihood, log_prior : xarray.Dataset
+            The inference groups (``chain`` and ``draw`` dimensions first).
+        panel : xarray.Dataset
+            The fitted panel.
+        data_sha256 : str
+            SHA-256 of the input data files.
+        seed : int
+            The seed that makes the fit reproducible.
+        sampler : dict
+            Sampler settings (backend, chains, draws, tune, target_accept, ...).
+        prior_set : dict
+            The serialised prior set (:meth:`forecast.priors.PriorSet.to_dict`).
+        model_options : ModelOptions
+            Structural options and standardisation constants.
+        catalog : str
+            The catalog TOML text the panel was built with.
+        diagnostics : dict
+            The convergence gate's findings (:func:`forecast.fitting.check_convergence`).
+        converged : bool
+            Whether the gate passed; a fit that did not pass is never used silently.
+
+        Returns
+        -------
+        Fit
+            The assembled fit.
+        """
+        from forecast import __version__
+
+        attrs: dict[str, Any] = {
+            "forecast_fit_format": FIT_FORMAT,
+            "forecast_version": __version__,
+            "library_versions": library_versions(),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "data_sha256": data_sha256,
+            "seed": int(seed),
+            "sampler": sampler,
+            "prior_set": prior_set,
+            "model_options": model_options.to_dict(),
+            "catalog": catalog,
+            "diagnostics": diagnostics,
+            "converged": int(bool(converged)),
+        }
+        groups = {
+            "posterior": posterior,
+            "sample_stats": sample_stats,
+            "log_likelihood": log_likelihood,
+            "log_prior": log_prior,
+            "panel": _panel_for_netcdf(panel),
+        }
+        tree = xr.DataTree.from_dict({"/": xr.Dataset(attrs=_encode_attrs(attrs)), **groups})
+        tree.attrs["content_sha256"] = content_sha256(tree)
+        return cls(tree=tree)
+
+    # -- accessors -------------------------------------------------------------------------------------------
+    @property
+    def posterior(self) -> xr.Dataset:
+        """Posterior draws, dims (chain, draw, ...)."""
+        return self.tree["posterior"].to_dataset()
+
+    @property
+    def sample_stats(self) -> xr.Dataset:
+        """Sampler statistics."""
+        return self.tree["sample_stats"].to_dataset()
+
+    @property
+    def log_likelihood(self) -> xr.Dataset:
+        """Per-period one-step-ahead log predictive densities ``y`` (chain, draw, period)."""
+        return self.tree["log_likelihood"].to_dataset()
+
+    @property
+    def log_prior(self) -> xr.Dataset:
+        """Log prior density terms per draw."""
+        return self.tree["log_prior"].to_dataset()
+
+    @property
+    def panel(self) -> xr.Dataset:
+        """The fitted panel."""
+        return _panel_from_netcdf(self.tree["panel"].to_dataset())
+
+    @property
+    def options(self) -> ModelOptions:
+        """Model options and standardisation constants."""
+        return ModelOptions.from_dict(self.attr("model_options"))
+
+    @property
+    def converged(self) -> bool:
+        """Whether the fit passed its convergence gate."""
+        return bool(self.attr("converged"))
+
+    @property
+    def diagnostics(self) -> dict[str, Any]:
+        """The convergence gate's findings."""
+        return self.attr("diagnostics")
+
+    @property
+    def n_draws(self) -> int:
+        """Total number of posterior draws (chains × draws)."""
+        return int(self.posterior.sizes["chain"] * self.posterior.sizes["draw"])
+
+    def attr(self, name: str) -> Any:
+        """Return a root attribute, decoding JSON-valued ones.
+
+        Parameters
+        ----------
+        name : str
+            Attribute name (see the module docstring).
+
+        Returns
+        -------
+        Any
+            The decoded value.
+        """
+        value = self.tree.attrs[name]
+        if name in _JSON_ATTRS:
+            return json.loads(value)
+        if isinstance(value, np.generic):
+            return value.item()
+        return value
+
+    def provenance(self) -> dict[str, Any]:
+        """What a reader needs to reproduce or trust this fit.
+
+        Returns
+        -------
+        dict
+            Data hash, versions, seed, sampler settings, prior set, creation time.
+        """
+        return {
+            "data_sha256": self.attr("data_sha256"),
+            "forecast_version": self.attr("forecast_version"),
+            "library_versions": self.attr("library_versions"),
+            "seed": self.attr("seed"),
+            "sampler": self.attr("sampler"),
+            "prior_set": self.attr("prior_set"),
+            "created": self.attr("created"),
+            "fit_format": self.attr("forecast_fit_format"),
+        }
+
+
+def content_sha256(tree: xr.DataTree) -> str:
+    """SHA-256 over every variable and coordinate of every group, in a canonical order.
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        A fit tree.
+
+    Returns
+    -------
+    str
+        Hex digest. Root attributes other than ``content_sha256`` are included as text.
+    """
+    digest = hashlib.sha256()
+    for key in sorted(k for k in tree.attrs if k != "content_sha256"):
+        digest.update(f"{key}={tree.attrs[key]}".encode())
+    for group in REQUIRED_GROUPS:
+        if group not in tree.children:
+            continue
+        ds = tree[group].to_dataset()
+        for name in sorted(map(str, ds.variables)):
+            values = np.asarray(ds[name].values)
+            # netCDF may hand strings back as object arrays and booleans as integers: hash values, not types
+            if values.dtype.kind in "OUS":
+                digest.update(f"{group}/{name}:text:{values.shape}".encode())
+                digest.update("\x1f".join(map(str, values.ravel().tolist())).encode())
+            else:
+                if values.dtype.kind == "b":
+                    values = values.astype(np.int8)
+                elif values.dtype.kind == "M":
+                    values = values.astype("datetime64[ns]").view(np.int64)
+                digest.update(f"{group}/{name}:{values.dtype.kind}:{values.shape}".encode())
+                digest.update(np.ascontiguousarray(values).tobytes())
+    return digest.hexdigest()
+
+
+def save_fit(fit: Fit, path: str | Path) -> Path:
+    """Write ``fit`` to ``path`` atomically (a crash leaves any previous file intact).
+
+    Parameters
+    ----------
+    fit : Fit
+        The fit to write.
+    path : str or pathlib.Path
+        Target, conventionally ``*.nc``.
+
+    Returns
+    -------
+    pathlib.Path
+        The written path.
+    """
+    path = Path(path)
+    with atomic_path(path, suffix=".nc") as tmp:
+        fit.tree.to_netcdf(tmp, engine="h5netcdf")
+    logger.info("wrote fit file %s", path)
+    return path
+
+
+def load_fit(path: str | Path) -> Fit:
+    """Read and check a fit file.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A file written by :func:`save_fit`.
+
+    Returns
+    -------
+    Fit
+        The fit, fully loaded into memory.
+
+    Raises
+    ------
+    FitFileError
+        If the file is missing, unreadable, damaged (content hash mismatch), of another format version, or lacks
+        a group or attribute.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FitFileError(path, "no such fit file", "run 'forecast fit' (or 'forecast report') to create one")
+    try:
+        tree = xr.open_datatree(path, engine="h5netcdf")
+        tree = tree.load()
+        tree.close()
+    except Exception as exc:  # h5py/h5netcdf raise many types for truncated or foreign files
+        raise FitFileError(
+            path, f"cannot be read as a netCDF fit file ({type(exc).__name__}: {exc})",
+            "the file is damaged or not a fit file; refit with 'forecast fit'",
+        ) from None
+    missing_attrs = [a for a in REQUIRED_ATTRS if a not in tree.attrs]
+    missing_groups = [g for g in REQUIRED_GROUPS if g not in tree.children]
+    if missing_attrs or missing_groups:
+        raise FitFileError(
+            path,
+            "not a forecast fit file (missing " + ", ".join(missing_groups + missing_attrs) + ")",
+            "pass a file written by 'forecast fit'",
+        )
+    version = int(np.asarray(tree.attrs["forecast_fit_format"]).item())
+    if version != FIT_FORMAT:
+        raise FitFileError(
+            path, f"fit file format {version}, this version of forecast reads format {FIT_FORMAT}",
+            "refit with this version ('forecast fit') or use the forecast version that wrote it",
+        )
+    expected = str(tree.attrs["content_sha256"])
+    actual = content_sha256(tree)
+    if actual != expected:
+        raise FitFileError(
+            path, "content does not match its checksum: the file is damaged or was edited",
+            "refit with 'forecast fit'; do not edit fit files by hand",
+        )
+    return Fit(tree=tree)
+
+
+def _encode_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    return {k: (json.dumps(v, sort_keys=True) if k in _JSON_ATTRS else v) for k, v in attrs.items()}
+
+
+def _panel_for_netcdf(panel: xr.Dataset) -> xr.Dataset:
+    """NetCDF has no bool: store bool variables as int8 and remember which they were."""
+    out = panel.copy()
+    bools = [str(n) for n in out.variables if out[n].dtype == bool]
+    for name in bools:
+        out[name] = out[name].astype("int8")
+    out.attrs = {**panel.attrs, "bool_variables": json.dumps(bools)}
+    return out
+
+
+def _panel_from_netcdf(panel: xr.Dataset) -> xr.Dataset:
+    out = panel.copy()
+    bools = json.loads(out.attrs.pop("bool_variables", "[]"))
+    for name in bools:
+        out[name] = out[name].astype(bool)
+    for name in out.coords:
+        if out[name].dtype.kind == "O":
+            out = out.assign_coords({name: out[name].astype(str)})
+    return out
