@@ -71,6 +71,13 @@ def _yearly(rows: list[dict[str, str]], indicator: str) -> dict[int, int]:
     return {year: n for year, n in sorted(counts.items()) if 1990 <= year <= 2025}
 
 
+def _monthly_rate(rows: list[dict[str, str]], indicator: str, first: str, last: str) -> float:
+    """Events per month of ``indicator`` in the months ``first``..``last`` (``YYYY-MM``, inclusive)."""
+    events = sum(int(r["value"]) for r in rows if r["indicator"] == indicator and first <= r["date"][:7] <= last)
+    (y0, m0), (y1, m1) = (map(int, first.split("-")), map(int, last.split("-")))
+    return events / ((y1 - y0) * 12 + m1 - m0 + 1)
+
+
 def _month_end(text: str) -> dt.date:
     year, month = map(int, text.split("-"))
     first_next = dt.date(year + month // 12, month % 12 + 1, 1)
@@ -216,12 +223,14 @@ def test_the_record_shows_the_documented_episodes():
     assert disputes[2019] == max(disputes.values())
     # Post-Camp-David: more trilateral exercises in 2023-2025 than in all earlier years together.
     assert sum(exercises.get(y, 0) for y in range(2023, 2026)) > sum(n for y, n in exercises.items() if y < 2023)
-    # 2012-08..2015-04 freeze: no bilateral defence ministers' meeting or exchange in the record.
-    freeze = [
-        row for row in rows
-        if row["indicator"] == "rok_japan_defence_exchanges" and "2012-08-01" <= row["date"] <= "2015-04-30"
-    ]
-    assert freeze == []
+    # The 2012-08..2015-04 freeze has a lower monthly rate of ROK-Japan defence exchanges than the
+    # post-Camp-David months 2023-08..2025-12, and TCOG years a higher rate of trilateral meetings than 2004-2012.
+    assert _monthly_rate(rows, "rok_japan_defence_exchanges", "2012-08", "2015-04") < _monthly_rate(
+        rows, "rok_japan_defence_exchanges", "2023-08", "2025-12"
+    )
+    assert _monthly_rate(rows, "trilateral_meetings", "1999-04", "2003-12") > 2 * _monthly_rate(
+        rows, "trilateral_meetings", "2004-01", "2012-12"
+    )
 
 
 def test_us_force_levels_are_plausible_dmdc_totals():
