@@ -1,0 +1,352 @@
+"""Pure-array hidden-Markov computations in log space: filter, smoother, forecasts, one new period.
+
+Every function takes leading batch dimensions (posterior draws, typically) and broadcasts them against each
+other, so one call handles all draws at once; the only Python loop is over time. Arrays follow the conventions
+of ``docs/architecture.md``:
+
+- ``log_init`` (..., K): log initial distribution of the first period's state;
+- ``log_trans`` (..., T, K, K): ``log_trans[..., t, i, j] = log P(s_t = j | s_{t-1} = i)``; index t = 0 is
+  ignored (the first period uses ``log_init``);
+- ``log_obs`` (..., T, K): log density of period t's evidence under each state.
+
+The recursions run in linear space with per-period scaling (the classic scaled forward–backward algorithm):
+each period's evidence is exponentiated after subtracting its maximum over states, the filtered distribution
+is renormalised every period and the scale factors give the log-likelihood increments, so results equal the
+log-space recursions to rounding error (tested to 1e-10 against enumeration of all paths). ``log_trans`` holds
+log-probabilities (each row a distribution, as :func:`forecast.emissions.log_transitions` makes them); any
+period where the linear-space total underflows (rows far from normalised, or hard labels colliding with
+near-impossible transitions) is redone exactly in log space for the affected batch entries.
+
+``-inf`` entries (impossible transitions, hard labels, evidence impossible under a state) are handled without
+producing NaN. If the evidence of a period is impossible under every reachable state, that period's
+log-likelihood increment is ``-inf`` and its evidence is ignored (filtered = predicted) by the filter and the
+smoother alike, so the other periods stay finite.
+
+Speed: the loop over periods touches one period's slice of every draw; arrays whose memory is time-major
+(``np.moveaxis`` views of (T, N, ...) arrays, which :mod:`forecast.emissions` returns) are about twice as fast
+as draw-major ones. 4,000 draws × 430 periods × 4 states filter and smooth in about 0.35 s on two cores.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+__all__ = ["forward", "forward_backward", "forward_step", "predict", "smooth"]
+
+#: Totals below this are treated as underflow and redone exactly in log space.
+_TINY = 1e-280
+_BIG = 1e300
+
+
+def _finite_max(a: np.ndarray, axis: int) -> np.ndarray:
+    """Maximum along ``axis`` (kept), with ``-inf`` (all entries impossible) replaced by 0."""
+    m = np.max(a, axis=axis, keepdims=True)
+    return np.where(np.isfinite(m), m, 0.0)
+
+
+def _propagate(log_p: np.ndarray, log_trans: np.ndarray) -> np.ndarray:
+    """``log sum_i exp(log_p[..., i] + log_trans[..., i, j])`` for every j, shape (..., K)."""
+    a = log_p[..., :, None] + log_trans
+    m = _finite_max(a, axis=-2)
+    with np.errstate(divide="ignore"):
+        return np.log(np.exp(a - m).sum(axis=-2)) + m[..., 0, :]
+
+
+def _normalise(log_u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Normalise unnormalised log weights over the last axis; return (log_normalised, log_total)."""
+    m = _finite_max(log_u, axis=-1)
+    with np.errstate(divide="ignore"):
+        log_total = np.log(np.exp(log_u - m).sum(axis=-1)) + m[..., 0]
+    ok = np.isfinite(log_total)
+    safe_total = np.where(ok, log_total, 0.0)
+    return log_u - safe_total[..., None], log_total
+
+
+def _condition(log_pred: np.ndarray, log_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bayes' rule for one period: (log_filtered, log-likelihood increment)."""
+    log_filtered, log_inc = _normalise(log_pred + log_obs)
+    impossible = ~np.isfinite(log_inc)
+    if np.any(impossible):
+        log_filtered = np.where(impossible[..., None], log_pred, log_filtered)
+    return log_filtered, log_inc
+
+
+def _last_max(a: np.ndarray) -> np.ndarray:
+    """Maximum over the (short) last axis, as a chain of element-wise maxima (much faster than ``max``)."""
+    return functools.reduce(np.maximum, [a[..., k] for k in range(a.shape[-1])])
+
+
+def _last_sum(a: np.ndarray) -> np.ndarray:
+    """Sum over the (short) last axis as a matrix-vector product (much faster than ``sum``)."""
+    return a @ np.ones(a.shape[-1])
+
+
+def _exp_obs(log_obs_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(exp(log_obs_t - m), m)``, m the per-entry maximum over states (finite even where all are ``-inf``)."""
+    m = np.maximum(_last_max(log_obs_t), -_BIG)
+    return np.exp(log_obs_t - m[..., None]), m
+
+
+def _forward_linear(
+    log_init: np.ndarray, log_trans: np.ndarray, log_obs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scaled forward recursion in linear space.
+
+    Returns filtered probabilities (T, ..., K) time-major, log-likelihood increments (T, ...) and a mask
+    (T, ...) of periods whose evidence was impossible and therefore ignored.
+    """
+    n_periods, k = log_obs.shape[-2:]
+    batch = np.broadcast_shapes(log_init.shape[:-1], log_trans.shape[:-3], log_obs.shape[:-2])
+    filtered = np.empty((n_periods, *batch, k))  # time-major: each period's slice is contiguous
+    loglik_inc = np.empty((n_periods, *batch))
+    ignored = np.zeros((n_periods, *batch), dtype=bool)
+    for t in range(n_periods):
+        if t == 0:
+            pred, shift = _exp_obs(log_init)
+        else:
+            # log_trans holds log-probabilities: exp needs no shift; underflow is caught below
+            pred = np.einsum("...i,...ij->...j", filtered[t - 1], np.exp(log_trans[..., t, :, :]))
+            shift = 0.0
+        obs, obs_shift = _exp_obs(log_obs[..., t, :])
+        u = pred * obs
+        total = _last_sum(u)
+        if not total.min() > _TINY:
+            u, total, shift, ignored[t] = _rescue(t, total, u, shift, obs_shift, filtered, log_init,
+                                                 log_trans, log_obs, batch)
+        np.divide(u, total[..., None], out=filtered[t])
+        with np.errstate(divide="ignore"):
+            loglik_inc[t] = np.log(total) + shift + obs_shift
+    loglik_inc[ignored] = -np.inf
+    return filtered, loglik_inc, ignored
+
+
+def _rescue(t, total, u, shift, obs_shift, filtered, log_init, log_trans, log_obs, batch):
+    """Exact log-space step for the batch entries whose linear-space total underflowed.
+
+    Evidence impossible under every reachable state is ignored (filtered = predicted) and flagged.
+    """
+    k = log_obs.shape[-1]
+    u = np.broadcast_to(u, (*batch, k)).copy()
+    total = np.broadcast_to(total, batch).copy()
+    shift = np.broadcast_to(shift, batch).copy()
+    obs_shift = np.broadcast_to(obs_shift, batch)
+    bad = ~(total > _TINY)
+    with np.errstate(divide="ignore"):
+        if t == 0:
+            log_pred = np.broadcast_to(log_init, (*batch, k))[bad]
+        else:
+            log_prev = np.log(filtered[t - 1][bad])
+            log_pred = _propagate(log_prev, np.broadcast_to(log_trans[..., t, :, :], (*batch, k, k))[bad])
+    obs_t = np.broadcast_to(log_obs[..., t, :], (*batch, k))[bad]
+    log_post, log_inc = _normalise(log_pred + obs_t)
+    impossible = ~np.isfinite(log_inc)
+    log_pred_norm, _ = _normalise(log_pred)
+    log_post = np.where(impossible[..., None], log_pred_norm, log_post)
+    u[bad] = np.exp(log_post)
+    total[bad] = 1.0
+    shift[bad] = np.where(impossible, 0.0, log_inc) - obs_shift[bad]
+    ignored = np.zeros(batch, dtype=bool)
+    ignored[bad] = impossible
+    return u, total, shift, ignored
+
+
+def _backward_linear(
+    filtered: np.ndarray, log_trans: np.ndarray, log_obs: np.ndarray, ignored: np.ndarray
+) -> np.ndarray:
+    """Scaled backward recursion; returns smoothed probabilities (T, ..., K), time-major."""
+    n_periods = filtered.shape[0]
+    smoothed = np.empty_like(filtered)  # holds the scaled backward messages, then the smoothed probabilities
+    smoothed[-1] = 1.0
+    any_ignored = ignored.any()
+    for t in range(n_periods - 1, 0, -1):
+        obs, _ = _exp_obs(log_obs[..., t, :])
+        if any_ignored:
+            obs = np.where(ignored[t][..., None], 1.0, obs)
+        beta = np.einsum("...ij,...j->...i", np.exp(log_trans[..., t, :, :]), obs * smoothed[t])
+        norm = _last_sum(beta)[..., None]
+        if not norm.min() > _TINY:  # degenerate inputs: forget the evidence after t for those entries
+            ok = norm > _TINY
+            beta = np.where(ok, beta, 1.0)
+            norm = np.where(ok, norm, beta.shape[-1])
+        np.divide(beta, norm, out=smoothed[t - 1])
+    smoothed *= filtered
+    total = _last_sum(smoothed)[..., None]
+    if not total.min() > _TINY:
+        ok = np.broadcast_to(total > _TINY, smoothed.shape)
+        smoothed[~ok] = filtered[~ok]
+        total = np.where(total > _TINY, total, 1.0)
+    smoothed /= total
+    return smoothed
+
+
+def forward(
+    log_init: np.ndarray, log_trans: np.ndarray, log_obs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Forward filter: the state distribution of each period given the evidence up to that period.
+
+    Parameters
+    ----------
+    log_init : numpy.ndarray
+        (..., K) log initial state distribution.
+    log_trans : numpy.ndarray
+        (..., T, K, K) log transition matrices; row t is the transition into period t (t = 0 unused).
+    log_obs : numpy.ndarray
+        (..., T, K) log evidence per period and state.
+
+    Returns
+    -------
+    log_filtered : numpy.ndarray
+        (..., T, K) ``log P(s_t = k | y_1..t)``, normalised per period.
+    loglik_inc : numpy.ndarray
+        (..., T) ``log p(y_t | y_1..t-1)``; its sum over t is the log-likelihood.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> log_init = np.log(np.full(2, 0.5))
+    >>> log_trans = np.log(np.tile(np.array([[0.9, 0.1], [0.2, 0.8]]), (3, 1, 1)))
+    >>> log_obs = np.log(np.array([[0.5, 0.1], [0.5, 0.1], [0.1, 0.5]]))
+    >>> lf, inc = forward(log_init, log_trans, log_obs)
+    >>> bool(np.allclose(np.exp(lf).sum(-1), 1.0))
+    True
+    """
+    log_init, log_trans, log_obs = _as_arrays(log_init, log_trans, log_obs)
+    filtered, loglik_inc, _ = _forward_linear(log_init, log_trans, log_obs)
+    return _time_last(_log(filtered), 2), _time_last(loglik_inc, 1)
+
+
+def forward_backward(
+    log_init: np.ndarray, log_trans: np.ndarray, log_obs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Filter and smoother in one pass over shared work (what the probability code uses).
+
+    Parameters
+    ----------
+    log_init, log_trans, log_obs : numpy.ndarray
+        As for :func:`forward`.
+
+    Returns
+    -------
+    log_filtered : numpy.ndarray
+        (..., T, K) as from :func:`forward`.
+    loglik_inc : numpy.ndarray
+        (..., T) as from :func:`forward`.
+    log_smoothed : numpy.ndarray
+        (..., T, K) as from :func:`smooth`.
+    """
+    log_init, log_trans, log_obs = _as_arrays(log_init, log_trans, log_obs)
+    filtered, loglik_inc, ignored = _forward_linear(log_init, log_trans, log_obs)
+    smoothed = _backward_linear(filtered, log_trans, log_obs, ignored)
+    return _time_last(_log(filtered), 2), _time_last(loglik_inc, 1), _time_last(_log(smoothed), 2)
+
+
+def smooth(log_init: np.ndarray, log_trans: np.ndarray, log_obs: np.ndarray) -> np.ndarray:
+    """Forward–backward smoother: the state distribution of each period given all the evidence.
+
+    Parameters
+    ----------
+    log_init : numpy.ndarray
+        (..., K) log initial state distribution.
+    log_trans : numpy.ndarray
+        (..., T, K, K) log transition matrices (row t = transition into period t).
+    log_obs : numpy.ndarray
+        (..., T, K) log evidence.
+
+    Returns
+    -------
+    numpy.ndarray
+        (..., T, K) ``log P(s_t = k | y_1..T)``, normalised per period.
+
+    See Also
+    --------
+    forward_backward : filtered and smoothed distributions and increments from one call.
+    """
+    return forward_backward(log_init, log_trans, log_obs)[2]
+
+
+def predict(log_filtered_last: np.ndarray, log_trans_future: np.ndarray) -> np.ndarray:
+    """State distributions 1..H periods ahead of the last filtered period.
+
+    Parameters
+    ----------
+    log_filtered_last : numpy.ndarray
+        (..., K) log filtered distribution of the last observed period.
+    log_trans_future : numpy.ndarray
+        (..., H, K, K) log transition matrices into the future periods: index h is the transition into period
+        ``last + h + 1``.
+
+    Returns
+    -------
+    numpy.ndarray
+        (..., H, K) ``log P(s_{last+h+1} = k | y_1..last)``.
+    """
+    log_p = np.asarray(log_filtered_last, dtype=float)
+    log_trans_future = np.asarray(log_trans_future, dtype=float)
+    if log_trans_future.shape[-1] != log_p.shape[-1] or log_trans_future.shape[-2] != log_p.shape[-1]:
+        raise ValueError(
+            f"log_trans_future {log_trans_future.shape} does not match {log_p.shape[-1]} states"
+        )
+    horizon = log_trans_future.shape[-3]
+    batch = np.broadcast_shapes(log_p.shape[:-1], log_trans_future.shape[:-3])
+    out = np.empty((*batch, horizon, log_p.shape[-1]))
+    for h in range(horizon):
+        log_p = _propagate(log_p, log_trans_future[..., h, :, :])
+        log_p, _ = _normalise(log_p)  # exact already; removes rounding drift over long horizons
+        out[..., h, :] = log_p
+    return out
+
+
+def forward_step(
+    log_filtered_prev: np.ndarray, log_trans: np.ndarray, log_obs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One step of the forward filter: add one new period to a filtered history.
+
+    Parameters
+    ----------
+    log_filtered_prev : numpy.ndarray
+        (..., K) log filtered distribution of the previous period.
+    log_trans : numpy.ndarray
+        (..., K, K) log transition matrix into the new period.
+    log_obs : numpy.ndarray
+        (..., K) log evidence of the new period.
+
+    Returns
+    -------
+    log_filtered : numpy.ndarray
+        (..., K) log filtered distribution of the new period.
+    loglik_inc : numpy.ndarray
+        (...) ``log p(y_new | y_1..prev)``.
+    """
+    log_pred = _propagate(np.asarray(log_filtered_prev, dtype=float), np.asarray(log_trans, dtype=float))
+    return _condition(log_pred, np.asarray(log_obs, dtype=float))
+
+
+def _check_shapes(log_init: np.ndarray, log_trans: np.ndarray, log_obs: np.ndarray) -> None:
+    if log_obs.ndim < 2 or log_trans.ndim < 3 or log_init.ndim < 1:
+        raise ValueError("expected log_init (..., K), log_trans (..., T, K, K) and log_obs (..., T, K)")
+    n_periods, k = log_obs.shape[-2:]
+    if log_init.shape[-1] != k or log_trans.shape[-3:] != (n_periods, k, k):
+        raise ValueError(
+            f"inconsistent shapes: log_init {log_init.shape}, log_trans {log_trans.shape}, log_obs {log_obs.shape}"
+        )
+
+
+def _as_arrays(log_init, log_trans, log_obs):
+    log_init = np.asarray(log_init, dtype=float)
+    log_trans = np.asarray(log_trans, dtype=float)
+    log_obs = np.asarray(log_obs, dtype=float)
+    _check_shapes(log_init, log_trans, log_obs)
+    return log_init, log_trans, log_obs
+
+
+def _log(p: np.ndarray) -> np.ndarray:
+    """Natural log in place (the probabilities are not needed afterwards)."""
+    with np.errstate(divide="ignore"):
+        return np.log(p, out=p)
+
+
+def _time_last(a: np.ndarray, n_trailing: int) -> np.ndarray:
+    """View a time-major array (T, ..., trailing) as (..., T, trailing)."""
+    return np.moveaxis(a, 0, a.ndim - n_trailing)
