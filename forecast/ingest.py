@@ -411,12 +411,12 @@ def _coverage_reason(view: _CatalogView, indicator: str, day: dt.date, through: 
     cov = view.indicators[indicator]
     if day < cov.start:
         return f"{indicator}: before coverage_start {cov.start}"
-    if through is not None and day > through and through < cov.end:
-        return f"{indicator}: after --through {through}"
     if day > cov.end:
         if cov.end < view.observed_through:
             return f"{indicator}: after coverage_end {cov.end}"
         return f"{indicator}: after observed_through {view.observed_through} (extend the catalog to include them)"
+    if through is not None and day > through:
+        return f"{indicator}: after --through {through}"
     return None
 
 
