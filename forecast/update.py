@@ -32,7 +32,7 @@ import xarray as xr
 from forecast import hmm
 from forecast.atomic import atomic_path
 from forecast.errors import FitFileError
-from forecast.inputs import ModelInputs, build_inputs
+from forecast.inputs import ModelInputs, ModelOptions, build_inputs
 from forecast.scenarios import SCENARIOS
 
 if TYPE_CHECKING:
@@ -416,8 +416,8 @@ def update(
             periods_absorbed=new_periods, **common,
         )
 
-    params = emissions.params_from_posterior(fit.posterior)
     inputs = build_inputs(panel_new, options)
+    params = emissions.params_from_posterior(fit.posterior, inputs)
     base = _base_filtered(params, inputs, n_old, options.use_labels, states)
     step = absorb_periods(params, inputs, n_old, base)
     if n_new == 0:
@@ -445,7 +445,7 @@ def update(
 
     filtered = weighted_table(np.exp(step.log_filtered_report), log_w, inputs.periods[n_old:])
     last = step.log_filtered_report[:, -1, :] if n_new else base.report_last
-    forecast = _forecast(params, fit, panel_new, inputs, last, log_w, horizon)
+    forecast = _forecast(params, fit, panel_new, last, log_w, horizon)
     reason = (f"absorbed {n_new} new period(s) by reweighting {fit.n_draws} draws" if n_new
               else "no new periods: the fit already covers the data")
     return UpdateResult(
@@ -643,9 +643,7 @@ def weighted_table(probs: np.ndarray, log_weights: np.ndarray, periods: np.ndarr
     pandas.DataFrame
         ``period, scenario, mean, lower, upper``, one row per period and scenario.
     """
-    from forecast import probabilities
-
-    mean, lower, upper = probabilities.weighted_summary(probs, log_weights, interval=INTERVAL)
+    mean, lower, upper = weighted_summary(probs, log_weights)
     m = probs.shape[1]
     return pd.DataFrame({
         "period": np.repeat(pd.DatetimeIndex(periods), len(SCENARIOS)),
@@ -654,6 +652,113 @@ def weighted_table(probs: np.ndarray, log_weights: np.ndarray, periods: np.ndarr
         "lower": lower.ravel(),
         "upper": upper.ravel(),
     })
+
+
+def weighted_summary(values: np.ndarray, log_weights: np.ndarray, interval: float = INTERVAL
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted mean and equal-tailed interval over the leading (draw) axis.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        (N, ...) per-draw values.
+    log_weights : numpy.ndarray
+        (N,) log weights (normalised or not).
+    interval : float, optional
+        Probability mass of the interval.
+
+    Returns
+    -------
+    mean, lower, upper : numpy.ndarray
+        Each of shape ``values.shape[1:]``. Quantiles are those of the weighted empirical distribution (the
+        smallest draw whose cumulative weight reaches the level; with equal weights, the inverted-CDF sample
+        quantile).
+    """
+    values = np.asarray(values, dtype=float)
+    lw = np.asarray(log_weights, dtype=float)
+    w = np.exp(lw - np.max(lw))
+    w = w / w.sum()
+    flat = values.reshape(values.shape[0], -1)
+    mean = w @ flat
+    order = np.argsort(flat, axis=0)
+    sorted_v = np.take_along_axis(flat, order, axis=0)
+    cum = np.cumsum(w[order], axis=0)
+    cols = np.arange(flat.shape[1])
+    bounds = []
+    for q in ((1 - interval) / 2, (1 + interval) / 2):
+        idx = np.minimum((cum < q * (1 - 1e-12)).sum(axis=0), flat.shape[0] - 1)
+        bounds.append(sorted_v[idx, cols])
+    shape = values.shape[1:]
+    return mean.reshape(shape), bounds[0].reshape(shape), bounds[1].reshape(shape)
+
+
+def baseline_future_x(panel: xr.Dataset, options: ModelOptions, horizon: int) -> np.ndarray:
+    """Standardised driver rows of the transitions into the ``horizon`` periods after the panel's last.
+
+    The transition into future period ``T + h`` uses the drivers of period ``T + h − lag``: observed values
+    while that period is in the panel, and after it the baseline, each driver's average count per full period
+    over the last 12 observed periods.
+
+    Parameters
+    ----------
+    panel : xarray.Dataset
+        The panel whose last period the forecast starts from.
+    options : forecast.inputs.ModelOptions
+        The fit's options (lag and standardisation).
+    horizon : int
+        Number of future periods.
+
+    Returns
+    -------
+    numpy.ndarray
+        (horizon, D) rows for :func:`forecast.emissions.log_transitions_from_x`.
+    """
+    drivers = panel["driver"].values.tolist()
+    counts = panel["x"].values.astype(float)
+    exposure = panel["x_exposure"].values.astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(exposure > 0, counts / np.where(exposure > 0, exposure, 1.0), np.nan)
+    n_periods = rate.shape[0]
+    recent = rate[-12:]
+    n_seen = np.isfinite(recent).sum(axis=0)
+    baseline = np.where(n_seen > 0, np.where(np.isfinite(recent), recent, 0.0).sum(axis=0) / np.maximum(n_seen, 1),
+                        np.nan)
+    out = np.zeros((horizon, len(drivers)))
+    for h in range(horizon):
+        source = n_periods + h - options.driver_lag
+        row = rate[source] if 0 <= source < n_periods else baseline
+        for j, name in enumerate(drivers):
+            z = (np.log1p(row[j]) - options.driver_center[name]) / options.driver_scale[name]
+            out[h, j] = z if np.isfinite(z) else 0.0
+    return out
+
+
+def forecast_draws(params: dict[str, np.ndarray], options: ModelOptions, panel: xr.Dataset, log_last: np.ndarray,
+                   horizon: int) -> np.ndarray:
+    """Per-draw scenario probabilities 1..horizon periods after the panel's last period, baseline drivers.
+
+    Parameters
+    ----------
+    params : dict of str to numpy.ndarray
+        Draws from :func:`forecast.emissions.params_from_posterior`.
+    options : forecast.inputs.ModelOptions
+        The fit's options.
+    panel : xarray.Dataset
+        The panel the forecast starts from.
+    log_last : numpy.ndarray
+        (N, 4) log filtered probabilities of the panel's last period.
+    horizon : int
+        Number of periods ahead.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, horizon, 4) probabilities.
+    """
+    from forecast import emissions
+
+    log_trans = emissions.log_transitions_from_x(params, baseline_future_x(panel, options, horizon))
+    return np.exp(hmm.predict(log_last, log_trans))
 
 
 def _base_filtered(params: dict[str, np.ndarray], inputs: ModelInputs, n_old: int, use_labels: bool,
@@ -668,13 +773,9 @@ def _base_filtered(params: dict[str, np.ndarray], inputs: ModelInputs, n_old: in
     return filter_history(params, fitted, use_labels)
 
 
-def _forecast(params: dict[str, np.ndarray], fit: Fit, panel_new: xr.Dataset, inputs: ModelInputs,
-              log_last: np.ndarray, log_w: np.ndarray, horizon: int) -> pd.DataFrame:
-    from forecast import emissions, probabilities
-
-    x_future = probabilities.baseline_future_drivers(panel_new, fit.options, horizon)
-    log_trans = emissions.log_transitions_from_x(params, x_future)
-    pred = np.exp(hmm.predict(log_last, log_trans))
+def _forecast(params: dict[str, np.ndarray], fit: Fit, panel_new: xr.Dataset, log_last: np.ndarray,
+              log_w: np.ndarray, horizon: int) -> pd.DataFrame:
+    pred = forecast_draws(params, fit.options, panel_new, log_last, horizon)
     start = pd.DatetimeIndex(panel_new["period"].values)[-1]
     offset = pd.DateOffset(months=3 if panel_new.attrs.get("freq") == "Q" else 1)
     periods = [start + offset * (h + 1) for h in range(horizon)]

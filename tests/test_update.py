@@ -155,3 +155,253 @@ class TestPsisWeights:
     def test_bad_ratios_raise(self, bad):
         with pytest.raises(ValueError):
             up.psis_weights(bad)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# a synthetic fit: a simulated panel and parameter draws scattered around the truth (no MCMC)
+# ----------------------------------------------------------------------------------------------------------------
+POSITIVE = ("nb_alpha", "level_sigma", "stickiness")
+
+
+def synthetic_fit(panel: xr.Dataset, truth: dict, *, chains: int = 2, draws: int = 500, seed: int = 0,
+                  spread: float = 0.1, use_labels: bool = False):
+    """Fit.from_parts with draws around ``truth`` (positive parameters jittered multiplicatively)."""
+    from forecast import emissions, hmm
+    from forecast.fitfile import Fit
+    from forecast.inputs import ModelOptions, build_inputs, estimate_standardisation
+
+    rng = np.random.default_rng(seed)
+    options = estimate_standardisation(panel, ModelOptions(use_labels=use_labels))
+    signals = panel["signal"].values.tolist()
+    kinds = panel["kind"].values.tolist()
+    coords = {
+        "chain": np.arange(chains), "draw": np.arange(draws), "signal": signals,
+        "count_signal": [s for s, k in zip(signals, kinds, strict=True) if k == "count"],
+        "level_signal": [s for s, k in zip(signals, kinds, strict=True) if k == "level"],
+        "effect": ["us", "relations", "interaction"], "driver": panel["driver"].values.tolist(),
+        "factor": ["us", "relations"], "scenario": panel["scenario"].values.tolist(),
+    }
+    post = {}
+    for name, dims in emissions.PARAMETER_DIMS.items():
+        value = np.asarray(truth[name], dtype=float)
+        noise = rng.normal(scale=spread, size=(chains, draws, *value.shape))
+        if name == "init_prob":
+            draw = np.broadcast_to(value, noise.shape).copy()
+        elif name in POSITIVE:
+            draw = value * np.exp(noise)
+        else:
+            draw = value + noise
+        post[name] = (("chain", "draw", *dims), draw)
+    posterior = xr.Dataset(post, coords=coords)
+    inputs = build_inputs(panel, options)
+    params = emissions.params_from_posterior(posterior, inputs)
+    log_obs = emissions.log_emission(params, inputs)
+    if use_labels:
+        log_obs = log_obs + inputs.label_log_evidence()
+    _, inc = hmm.forward(emissions.log_initial(params), emissions.log_transitions(params, inputs), log_obs)
+    log_lik = xr.Dataset({"y": (("chain", "draw", "period"), inc.reshape(chains, draws, -1))},
+                         coords={"period": panel["period"].values})
+    zeros = np.zeros((chains, draws))
+    return Fit.from_parts(
+        posterior=posterior, sample_stats=xr.Dataset({"diverging": (("chain", "draw"), zeros.astype(bool))}),
+        log_likelihood=log_lik, log_prior=xr.Dataset({"total": (("chain", "draw"), zeros)}), panel=panel,
+        data_sha256=panel.attrs.get("data_sha256", ""), seed=seed, sampler={"backend": "synthetic"},
+        prior_set={"name": "synthetic"}, model_options=options, catalog="", diagnostics={}, converged=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    """A 122-period simulated panel, its truth, and a synthetic fit of its first 120 periods."""
+    from forecast.simulate import simulate_panel
+
+    panel, states, truth = simulate_panel(122, seed=3)
+    old = panel.isel(period=slice(0, 120))
+    old.attrs = dict(panel.attrs)
+    return {"panel": panel, "old": old, "states": states, "truth": truth, "fit": synthetic_fit(old, truth)}
+
+
+def full_filter(fit, panel):
+    """Per-draw filter over the whole of ``panel`` with the fit's draws (reference for the incremental one)."""
+    from forecast import emissions, hmm
+    from forecast.inputs import build_inputs
+
+    inputs = build_inputs(panel, fit.options)
+    params = emissions.params_from_posterior(fit.posterior, inputs)
+    return hmm.forward(emissions.log_initial(params), emissions.log_transitions(params, inputs),
+                       emissions.log_emission(params, inputs)), params, inputs
+
+
+def with_cell(panel: xr.Dataset, period: int, signal: str, value: float) -> xr.Dataset:
+    out = panel.copy(deep=True)
+    out["y"][{"period": period, "signal": panel["signal"].values.tolist().index(signal)}] = value
+    return out
+
+
+def count_signal(panel: xr.Dataset) -> str:
+    return next(s for s, k in zip(panel["signal"].values.tolist(), panel["kind"].values.tolist(), strict=True)
+                if k == "count")
+
+
+class TestUpdatePath:
+    def test_plausible_months_take_the_update_path(self, simulated):
+        result = up.update(simulated["fit"], simulated["panel"])
+        assert result.path == "update", result.reason
+        assert result.ok
+        periods = pd.DatetimeIndex(simulated["panel"]["period"].values[120:]).strftime("%Y-%m-%d")
+        assert result.periods_absorbed == tuple(periods)
+        assert result.n_draws == simulated["fit"].n_draws
+        assert result.pareto_k <= 0.7 and result.ess >= 400
+        assert np.isclose(np.exp(result.log_weights).sum(), 1.0)
+        assert result.log_filtered.shape == (result.n_draws, 2, 4)
+        assert result.filtered.groupby("period")["mean"].sum().to_numpy() == pytest.approx(1.0)
+        assert (result.filtered["lower"] <= result.filtered["mean"] + 1e-12).all()
+        assert (result.filtered["mean"] <= result.filtered["upper"] + 1e-12).all()
+        assert sorted(set(result.forecast["horizon"])) == list(range(1, 13))
+        assert result.forecast.groupby("horizon")["mean"].sum().to_numpy() == pytest.approx(1.0)
+        assert result.base_fit_sha256 == simulated["fit"].tree.attrs["content_sha256"]
+
+    def test_ratios_and_filtered_states_equal_a_full_refilter(self, simulated):
+        # the incremental forward steps must reproduce the forward filter over the whole extended panel exactly
+        fit = simulated["fit"]
+        result = up.update(fit, simulated["panel"])
+        (filt_new, inc_new), _, _ = full_filter(fit, simulated["panel"])
+        (_, inc_old), _, _ = full_filter(fit, simulated["old"])
+        assert np.allclose(result.log_ratio, inc_new.sum(axis=1) - inc_old.sum(axis=1), atol=1e-8)
+        assert np.allclose(result.log_filtered, filt_new[:, 120:], atol=1e-10)
+
+    def test_weighted_current_probability_is_the_weighted_mean_of_the_draws(self, simulated):
+        result = up.update(simulated["fit"], simulated["panel"])
+        w = np.exp(result.log_weights)
+        expected = w @ np.exp(result.log_filtered[:, -1, :])
+        assert result.current()["mean"].to_numpy() == pytest.approx(expected, abs=1e-12)
+
+    def test_data_favouring_higher_intercepts_raise_their_weights(self, simulated):
+        # one new month with many events of a count signal: draws with a larger intercept of that signal explain
+        # it better, so their log weights must be larger (positive rank correlation)
+        fit, panel = simulated["fit"], simulated["panel"]
+        name = count_signal(panel)
+        mean_rate = float(np.nanmean(panel["y"].sel(signal=name).values))
+        busy = with_cell(panel.isel(period=slice(0, 121)), 120, name, np.ceil(3 * mean_rate + 3))
+        result = up.update(fit, busy, min_ess=1, k_threshold=np.inf)
+        intercept = fit.posterior["intercept"].sel(signal=name).values.ravel()
+        rho = np.corrcoef(pd.Series(intercept).rank(), pd.Series(result.log_weights).rank())[0, 1]
+        assert rho > 0.3
+        quiet = with_cell(panel.isel(period=slice(0, 121)), 120, name, 0.0)
+        result_quiet = up.update(fit, quiet, min_ess=1, k_threshold=np.inf)
+        rho_quiet = np.corrcoef(pd.Series(intercept).rank(), pd.Series(result_quiet.log_weights).rank())[0, 1]
+        assert rho_quiet < rho
+
+    def test_absurd_counts_require_a_refit_with_large_khat(self, simulated):
+        fit, panel = simulated["fit"], simulated["panel"]
+        absurd = panel.copy(deep=True)
+        for name in panel["signal"].values.tolist():
+            if str(panel["kind"].sel(signal=name).values) == "count":
+                absurd = with_cell(absurd, 121, name, 500.0)
+        result = up.update(fit, absurd)
+        assert result.path == "refit_required"
+        assert result.pareto_k > 0.7
+        assert "k-hat" in result.reason
+        assert result.filtered is None
+
+    def test_revised_fitted_row_requires_a_refit_and_lists_the_cell(self, simulated):
+        fit, panel = simulated["fit"], simulated["panel"]
+        name = count_signal(panel)
+        revised = with_cell(panel, 50, name, float(panel["y"].sel(signal=name).values[50]) + 1)
+        result = up.update(fit, revised)
+        assert result.path == "refit_required"
+        assert [(r.variable, r.indicator) for r in result.revisions] == [("y", name)]
+        assert result.revisions[0].period == str(pd.Timestamp(panel["period"].values[50]).date())
+        assert result.log_weights is None
+
+    def test_too_many_new_periods_require_a_refit(self, simulated):
+        result = up.update(simulated["fit"], simulated["panel"], max_new_periods=1)
+        assert result.path == "refit_required"
+        assert "max_new_periods" in result.reason
+
+    def test_min_ess_is_configurable(self, simulated):
+        n = simulated["fit"].n_draws
+        result = up.update(simulated["fit"], simulated["panel"], min_ess=n + 1)
+        assert result.path == "refit_required"
+        assert "effective sample size" in result.reason
+
+    def test_no_new_periods_is_an_update_with_uniform_weights(self, simulated):
+        result = up.update(simulated["fit"], simulated["old"])
+        assert result.path == "update"
+        assert np.allclose(np.exp(result.log_weights), 1 / result.n_draws)
+        assert result.periods_absorbed == ()
+
+    def test_catalog_change_requires_a_refit(self, simulated):
+        panel = simulated["panel"]
+        groups = panel["group"].values.tolist()
+        changed = panel.assign_coords(group=("signal", ["other", *groups[1:]]))
+        result = up.update(simulated["fit"], changed)
+        assert result.path == "refit_required"
+        assert "structure" in result.reason
+
+
+class TestUpdateOrRefit:
+    def test_refit_is_called_only_when_required(self, simulated):
+        calls = []
+
+        def refit(panel):
+            calls.append(panel)
+            return simulated["fit"]
+
+        ok = up.update_or_refit(simulated["fit"], simulated["panel"], refit=refit)
+        assert ok.path == "update" and calls == []
+        done = up.update_or_refit(simulated["fit"], simulated["panel"], refit=refit, max_new_periods=1)
+        assert done.path == "refit" and done.refit is simulated["fit"]
+        assert len(calls) == 1 and calls[0].sizes["period"] == 122
+        told = up.update_or_refit(simulated["fit"], simulated["panel"], max_new_periods=1)
+        assert told.path == "refit_required"
+
+
+class TestSaveLoad:
+    def test_round_trip(self, simulated, tmp_path):
+        result = up.update(simulated["fit"], simulated["panel"])
+        path = up.save_update(result, tmp_path / "u.update.nc")
+        back = up.load_update(path)
+        for name in ("path", "reason", "pareto_k", "ess", "n_draws", "periods_absorbed", "base_fit_sha256",
+                     "data_sha256", "thresholds"):
+            assert getattr(back, name) == getattr(result, name), name
+        assert np.array_equal(back.log_weights, result.log_weights)
+        assert np.array_equal(back.log_filtered, result.log_filtered)
+        pd.testing.assert_frame_equal(back.filtered, result.filtered, check_dtype=False)
+        pd.testing.assert_frame_equal(back.forecast, result.forecast, check_dtype=False)
+        assert back.to_dict() == result.to_dict()
+
+    def test_refit_required_round_trip_keeps_revisions(self, simulated, tmp_path):
+        name = count_signal(simulated["panel"])
+        revised = with_cell(simulated["panel"], 3, name, 99.0)
+        result = up.update(simulated["fit"], revised)
+        back = up.load_update(up.save_update(result, tmp_path / "r.nc"))
+        assert back.revisions == result.revisions and back.path == "refit_required"
+
+    def test_foreign_and_missing_files_are_refused(self, tmp_path):
+        from forecast.errors import FitFileError
+
+        with pytest.raises(FitFileError):
+            up.load_update(tmp_path / "absent.nc")
+        xr.Dataset({"a": ("x", [1.0])}).to_netcdf(tmp_path / "other.nc", engine="h5netcdf")
+        with pytest.raises(FitFileError):
+            up.load_update(tmp_path / "other.nc")
+        (tmp_path / "junk.nc").write_bytes(b"not netcdf")
+        with pytest.raises(FitFileError):
+            up.load_update(tmp_path / "junk.nc")
+
+
+class TestWeightedSummary:
+    def test_uniform_weights_give_plain_mean_and_quantiles(self):
+        rng = np.random.default_rng(5)
+        values = rng.normal(size=(2001, 3))
+        mean, lower, upper = up.weighted_summary(values, np.zeros(2001))
+        assert mean == pytest.approx(values.mean(axis=0))
+        assert lower == pytest.approx(np.quantile(values, 0.05, axis=0, method="inverted_cdf"))
+        assert upper == pytest.approx(np.quantile(values, 0.95, axis=0, method="inverted_cdf"))
+
+    def test_all_weight_on_one_draw_gives_that_draw(self):
+        values = np.arange(12.0).reshape(4, 3)
+        log_w = np.log(np.array([0.0, 0.0, 1.0, 0.0]) + 1e-300)
+        mean, lower, upper = up.weighted_summary(values, log_w)
+        assert np.allclose(mean, values[2]) and np.allclose(lower, values[2]) and np.allclose(upper, values[2])
