@@ -166,6 +166,18 @@ def test_round_trip_keeps_panel_with_bool_string_and_datetime_coords(saved, part
     assert "bool_variables" not in panel.attrs
 
 
+def test_round_trip_keeps_the_bundled_panel(tmp_path, parts):
+    from forecast.dataset import load_dataset
+    from forecast.panel import build_panel
+    from forecast.paths import bundled_data_dir
+
+    panel = build_panel(load_dataset(bundled_data_dir()), "M")
+    fit = load_fit(save_fit(Fit.from_parts(**{**parts, "panel": panel}), tmp_path / "bundled.nc"))
+    xr.testing.assert_identical(fit.panel, panel)
+    for name in panel.variables:
+        assert fit.panel[name].dtype.kind == ("U" if panel[name].dtype.kind == "O" else panel[name].dtype.kind)
+
+
 def test_round_trip_keeps_configuration_and_provenance(saved, parts):
     fit = load_fit(saved)
     assert fit.options == OPTIONS
