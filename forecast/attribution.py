@@ -1,0 +1,485 @@
+"""What changed since the previous report, and which observations moved it.
+
+The previous report's probabilities came from a posterior (a fit, possibly reweighted by an update) and a panel.
+The new report's data differ by some observation rows: new events, new measurements, revised or deleted rows.
+Each changed row is attributed its share of the change by *leave-one-observation-out reweighting*: the row's
+contribution is removed from its panel cell (a count goes down by its value, a level measurement leaves its
+period's mean, a deleted row is put back), the periods from that cell on are filtered again for every posterior
+draw, the draws are reweighted (PSIS) from the previous vintage to that counterfactual panel, and the row's
+attribution is the new probability minus the counterfactual one. What the rows do not explain — the passage of
+time into new periods (transitions, months with no events), and the difference between a refit and the
+reweighted previous posterior — is reported as a residual, so that attributions and residual add up to the
+total change.
+
+Drivers act on transitions with a lag: a missile launch in the newest month cannot move that month's filtered
+probability, only the forecast. Both the current probability and the 3-period-ahead forecast are attributed.
+
+The entry point is :func:`attribute`; :func:`diff_rows` finds the changed rows between two datasets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from forecast import hmm
+from forecast.inputs import ModelInputs, build_inputs
+from forecast.scenarios import SCENARIOS
+from forecast.update import BaseFiltered, absorb_periods, psis_weights
+
+if TYPE_CHECKING:
+    from forecast.fitfile import Fit
+
+logger = logging.getLogger(__name__)
+
+#: The forecast horizon (periods ahead of the latest period) whose change is attributed.
+FORECAST_HORIZON = 3
+#: Changes smaller than this many percentage points are not mentioned in the summary.
+MENTION_POINTS = 0.5
+#: At most this many moves are described in the summary (largest first).
+MAX_SENTENCES = 4
+#: Description of the residual rows of the table.
+RESIDUAL = "new periods, time passing and refit (not explained by single rows)"
+
+
+@dataclass(frozen=True)
+class ObservationRow:
+    """One observation row of a data file.
+
+    Parameters
+    ----------
+    date : str
+        ISO date of the event or measurement.
+    indicator : str
+        Indicator id.
+    value : float
+        The row's value (1 for one event).
+    file : str
+        File the row is in.
+    line : int
+        1-based line number (the header is line 1).
+    source : str, optional
+        The row's source.
+    note : str, optional
+        The row's note.
+    change : str, optional
+        ``"added"`` (in the new data only) or ``"removed"`` (in the previous data only).
+    """
+
+    date: str
+    indicator: str
+    value: float
+    file: str
+    line: int
+    source: str = ""
+    note: str = ""
+    change: str = "added"
+
+    def key(self) -> tuple[str, str, float, str, str]:
+        """What makes two rows the same observation (file and line may move when rows are inserted)."""
+        return (str(self.date)[:10], self.indicator, float(self.value), self.source, self.note)
+
+    def describe(self, names: dict[str, str] | None = None) -> str:
+        """Plain-language description, e.g. ``"ICBM launch on 2026-03-14 (nk_icbm_launches)"``.
+
+        Parameters
+        ----------
+        names : dict of str to str, optional
+            Indicator id → readable name (from the catalog); the id alone is used when absent.
+
+        Returns
+        -------
+        str
+            Description naming what, when and which indicator.
+        """
+        name = (names or {}).get(self.indicator, self.indicator)
+        amount = "" if self.value == 1 else f" (value {self.value:g})"
+        text = f"{name}{amount} on {str(self.date)[:10]} ({self.indicator})"
+        return f"removed row: {text}" if self.change == "removed" else text
+
+
+@dataclass
+class Attribution:
+    """Attribution of the change between two report vintages.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per changed observation (and one residual entry) and scenario: ``row`` (description), ``file``,
+        ``line``, ``scenario``, ``current`` and ``forecast`` (change in percentage points of the current
+        probability and of the ``FORECAST_HORIZON``-ahead forecast attributed to that row).
+    totals : pandas.DataFrame
+        Per scenario: ``previous``, ``new`` and ``change`` (points) of the current probability and
+        ``forecast_previous``, ``forecast_new``, ``forecast_change``.
+    summary : str
+        Plain-language summary generated from the numbers.
+    pareto_k : float
+        Largest Pareto k̂ of the reweightings behind the table (above 0.7 the attributions are rough).
+    """
+
+    table: pd.DataFrame
+    totals: pd.DataFrame
+    summary: str
+    pareto_k: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (records)."""
+        return {
+            "table": self.table.to_dict(orient="records"),
+            "totals": self.totals.to_dict(orient="records"),
+            "summary": self.summary,
+            "pareto_k": float(self.pareto_k) if np.isfinite(self.pareto_k) else None,
+        }
+
+
+def diff_rows(previous: Iterable[ObservationRow], new: Iterable[ObservationRow]) -> list[ObservationRow]:
+    """Rows added in ``new`` and rows of ``previous`` missing from ``new`` (a revised row is both).
+
+    Parameters
+    ----------
+    previous, new : iterable of ObservationRow
+        The observation rows of the two data vintages.
+
+    Returns
+    -------
+    list of ObservationRow
+        Added rows (``change="added"``, file/line in the new data) then removed rows (``change="removed"``,
+        file/line in the previous data). Identical rows are matched as multisets.
+    """
+    previous, new = list(previous), list(new)
+    remaining = Counter(r.key() for r in previous)
+    added = []
+    for row in new:
+        if remaining[row.key()] > 0:
+            remaining[row.key()] -= 1
+        else:
+            added.append(dataclasses.replace(row, change="added"))
+    still = Counter(r.key() for r in new)
+    removed = []
+    for row in previous:
+        if still[row.key()] > 0:
+            still[row.key()] -= 1
+        else:
+            removed.append(dataclasses.replace(row, change="removed"))
+    return added + removed
+
+
+def rows_from_frame(frame: pd.DataFrame) -> list[ObservationRow]:
+    """Observation rows from a table with columns ``date, indicator, value, file, line`` (+ ``source, note``).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        E.g. the observations table of :class:`forecast.dataset.Dataset`.
+
+    Returns
+    -------
+    list of ObservationRow
+        One per table row.
+    """
+    out = []
+    for rec in frame.to_dict(orient="records"):
+        note = rec.get("note", "")
+        out.append(ObservationRow(
+            date=str(pd.Timestamp(rec["date"]).date()), indicator=str(rec["indicator"]), value=float(rec["value"]),
+            file=str(rec.get("file", "")), line=int(rec.get("line", 0) or 0), source=str(rec.get("source", "") or ""),
+            note="" if note is None or (isinstance(note, float) and np.isnan(note)) else str(note),
+        ))
+    return out
+
+
+def remove_row(panel: xr.Dataset, row: ObservationRow, rows_in_cell: int = 1) -> xr.Dataset:
+    """The panel without ``row``'s contribution to its cell (or with it put back, for a removed row).
+
+    Parameters
+    ----------
+    panel : xarray.Dataset
+        The panel built from the data the row belongs to (for ``"removed"`` rows: the data without it).
+    row : ObservationRow
+        The row.
+    rows_in_cell : int, optional
+        Level indicators: how many measurements the cell's mean is over in ``panel`` (the row included for an
+        added row, excluded for a removed one).
+
+    Returns
+    -------
+    xarray.Dataset
+        A modified copy; ``panel`` is untouched. A row outside the panel's periods or indicators leaves it as is.
+    """
+    t = period_index(panel, row.date)
+    out = panel.copy(deep=True)
+    if t is None:
+        logger.warning("row %s:%s (%s) lies outside the panel's periods", row.file, row.line, row.date)
+        return out
+    sign = -1.0 if row.change == "added" else 1.0
+    if row.indicator in panel["driver"].values.tolist():
+        cell = {"period": t, "driver": panel["driver"].values.tolist().index(row.indicator)}
+        old = float(out["x"][cell])
+        if np.isfinite(old):
+            out["x"][cell] = max(old + sign * row.value, 0.0)
+        return out
+    if row.indicator not in panel["signal"].values.tolist():
+        logger.warning("row %s:%s names %s, which is not in the panel", row.file, row.line, row.indicator)
+        return out
+    k = panel["signal"].values.tolist().index(row.indicator)
+    cell = {"period": t, "signal": k}
+    old = float(out["y"][cell])
+    if str(panel["kind"].values[k]) == "count":
+        if bool(out["observed"][cell]) and np.isfinite(old):
+            out["y"][cell] = max(old + sign * row.value, 0.0)
+        return out
+    n = max(int(rows_in_cell), 0)
+    if row.change == "added":
+        if n <= 1:
+            out["y"][cell] = np.nan
+            out["observed"][cell] = False
+        else:
+            out["y"][cell] = (n * old - row.value) / (n - 1)
+    else:
+        out["y"][cell] = row.value if n == 0 or not np.isfinite(old) else (n * old + row.value) / (n + 1)
+        out["observed"][cell] = True
+    return out
+
+
+def period_index(panel: xr.Dataset, date: str) -> int | None:
+    """Index of the panel period containing ``date`` (None outside the panel).
+
+    Parameters
+    ----------
+    panel : xarray.Dataset
+        A panel (``freq`` attribute ``"M"`` or ``"Q"``).
+    date : str
+        ISO date.
+
+    Returns
+    -------
+    int or None
+        Position along ``period``.
+    """
+    freq = "Q" if panel.attrs.get("freq") == "Q" else "M"
+    start = pd.Timestamp(date).to_period(freq).start_time
+    periods = pd.DatetimeIndex(panel["period"].values)
+    hits = np.flatnonzero(periods == start)
+    return int(hits[0]) if hits.size else None
+
+
+class _Vintages:
+    """The previous vintage's draws and filtered history, and reweighting to any modified panel."""
+
+    def __init__(self, fit: Fit, previous_panel: xr.Dataset, previous_log_weights: np.ndarray | None):
+        from forecast import emissions
+
+        self.fit = fit
+        self.options = fit.options
+        self.prev_inputs = build_inputs(previous_panel, self.options)
+        self.params = emissions.params_from_posterior(fit.posterior, self.prev_inputs)
+        self.n_draws = fit.n_draws
+        self.prev_log_w = (np.full(self.n_draws, -np.log(self.n_draws)) if previous_log_weights is None
+                           else np.asarray(previous_log_weights, dtype=float))
+        self.log_init = emissions.log_initial(self.params)
+        log_trans = emissions.log_transitions(self.params, self.prev_inputs)
+        log_obs = emissions.log_emission(self.params, self.prev_inputs)
+        self.report_filt, _ = hmm.forward(self.log_init, log_trans, log_obs)
+        if self.options.use_labels and np.any(self.prev_inputs.label >= 0):
+            self.weight_filt, self.weight_inc = hmm.forward(
+                self.log_init, log_trans, log_obs + self.prev_inputs.label_log_evidence())
+        else:
+            self.weight_filt, self.weight_inc = self.report_filt, hmm.forward(self.log_init, log_trans, log_obs)[1]
+        self.max_khat = -np.inf
+
+    def previous(self, horizon: int, panel: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+        """Current probability and horizon-ahead forecast of the previous vintage (weighted means)."""
+        w = np.exp(self.prev_log_w)
+        last = self.report_filt[:, -1, :]
+        return w @ np.exp(last), w @ self._forecast(last, panel, horizon)
+
+    def evaluate(self, panel: xr.Dataset, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+        """Current probability and forecast under ``panel`` by reweighting the previous vintage's draws."""
+        inputs = build_inputs(panel, self.options)
+        t0 = _first_difference(self.prev_inputs, inputs)
+        n_prev = self.prev_inputs.n_periods
+        if t0 == 0:
+            from forecast import emissions
+
+            log_trans = emissions.log_transitions(self.params, inputs)
+            log_obs = emissions.log_emission(self.params, inputs)
+            report, inc_r = hmm.forward(self.log_init, log_trans, log_obs)
+            if self.options.use_labels and np.any(inputs.label >= 0):
+                _, inc = hmm.forward(self.log_init, log_trans, log_obs + inputs.label_log_evidence())
+            else:
+                inc = inc_r
+            log_ratio = inc.sum(axis=1) - self.weight_inc.sum(axis=1)
+            last = report[:, -1, :]
+        else:
+            base = BaseFiltered(weight_last=self.weight_filt[:, t0 - 1], report_last=self.report_filt[:, t0 - 1],
+                                loglik_inc=self.weight_inc[:, :t0])
+            if self.weight_filt is self.report_filt:
+                base = dataclasses.replace(base, report_last=base.weight_last)
+            step = absorb_periods(self.params, inputs, t0, base, use_labels=self.options.use_labels)
+            log_ratio = step.log_ratio - self.weight_inc[:, t0:n_prev].sum(axis=1)
+            last = step.log_filtered_report[:, -1, :] if inputs.n_periods > t0 else base.report_last
+        total = self.prev_log_w + log_ratio
+        log_w, khat, _ = psis_weights(total)
+        self.max_khat = max(self.max_khat, khat)
+        w = np.exp(log_w)
+        return w @ np.exp(last), w @ self._forecast(last, panel, horizon)
+
+    def _forecast(self, log_last: np.ndarray, panel: xr.Dataset, horizon: int) -> np.ndarray:
+        from forecast.update import forecast_draws
+
+        return forecast_draws(self.params, self.options, panel, log_last, horizon)[:, horizon - 1, :]
+
+
+def attribute(
+    fit: Fit,
+    previous_panel: xr.Dataset,
+    new_panel: xr.Dataset,
+    changed_rows: Sequence[ObservationRow],
+    *,
+    previous_log_weights: np.ndarray | None = None,
+    new_current: np.ndarray | None = None,
+    new_forecast: np.ndarray | None = None,
+    level_rows_in_cell: dict[tuple[str, int], int] | None = None,
+    names: dict[str, str] | None = None,
+    horizon: int = FORECAST_HORIZON,
+) -> Attribution:
+    """Attribute the change between the previous report and the new one to the changed observation rows.
+
+    Parameters
+    ----------
+    fit : forecast.fitfile.Fit
+        The fit behind the previous report.
+    previous_panel : xarray.Dataset
+        The panel the previous report was computed on (``fit.panel``, or its extension on an update path).
+    new_panel : xarray.Dataset
+        The panel of the new data.
+    changed_rows : sequence of ObservationRow
+        Rows added to or removed from the data since the previous report (:func:`diff_rows`).
+    previous_log_weights : numpy.ndarray, optional
+        (N,) normalised log weights of the previous report's draws (its update), uniform when omitted.
+    new_current, new_forecast : numpy.ndarray, optional
+        (4,) the new report's current probabilities and ``horizon``-ahead forecast (e.g. from a refit). When
+        omitted they are computed by reweighting the previous vintage to ``new_panel``.
+    level_rows_in_cell : dict, optional
+        ``(indicator, period index) -> number of measurements`` in ``new_panel`` for level indicators that have
+        changed rows; 1 when omitted.
+    names : dict of str to str, optional
+        Indicator id → readable name for the descriptions.
+    horizon : int, optional
+        Forecast horizon whose change is attributed.
+
+    Returns
+    -------
+    Attribution
+        Per-row attributions, the residual, totals and a plain-language summary.
+    """
+    vint = _Vintages(fit, previous_panel, previous_log_weights)
+    prev_cur, prev_fc = vint.previous(horizon, previous_panel)
+    full_cur, full_fc = vint.evaluate(new_panel, horizon)
+    new_cur = full_cur if new_current is None else np.asarray(new_current, dtype=float)
+    new_fc = full_fc if new_forecast is None else np.asarray(new_forecast, dtype=float)
+    counts = level_rows_in_cell or {}
+    records: list[dict[str, Any]] = []
+    explained_cur = np.zeros(len(SCENARIOS))
+    explained_fc = np.zeros(len(SCENARIOS))
+    for row in changed_rows:
+        t = period_index(new_panel, row.date)
+        without = remove_row(new_panel, row, counts.get((row.indicator, t if t is not None else -1), 1))
+        cur, fc = vint.evaluate(without, horizon)
+        d_cur, d_fc = full_cur - cur, full_fc - fc
+        explained_cur += d_cur
+        explained_fc += d_fc
+        for s, scenario in enumerate(SCENARIOS):
+            records.append({"row": row.describe(names), "file": row.file, "line": row.line, "scenario": scenario,
+                            "current": 100 * d_cur[s], "forecast": 100 * d_fc[s]})
+    resid_cur = (new_cur - prev_cur) - explained_cur
+    resid_fc = (new_fc - prev_fc) - explained_fc
+    for s, scenario in enumerate(SCENARIOS):
+        records.append({"row": RESIDUAL, "file": "", "line": 0, "scenario": scenario,
+                        "current": 100 * resid_cur[s], "forecast": 100 * resid_fc[s]})
+    table = pd.DataFrame.from_records(records, columns=["row", "file", "line", "scenario", "current", "forecast"])
+    totals = pd.DataFrame({
+        "scenario": list(SCENARIOS),
+        "previous": 100 * prev_cur, "new": 100 * new_cur, "change": 100 * (new_cur - prev_cur),
+        "forecast_previous": 100 * prev_fc, "forecast_new": 100 * new_fc, "forecast_change": 100 * (new_fc - prev_fc),
+    })
+    return Attribution(table=table, totals=totals, summary=summarise(table, totals, horizon),
+                       pareto_k=float(vint.max_khat))
+
+
+def summarise(table: pd.DataFrame, totals: pd.DataFrame, horizon: int = FORECAST_HORIZON) -> str:
+    """Plain-language summary of an attribution, generated from its numbers.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :attr:`Attribution.table`.
+    totals : pandas.DataFrame
+        :attr:`Attribution.totals`.
+    horizon : int, optional
+        The forecast horizon of the ``forecast`` columns.
+
+    Returns
+    -------
+    str
+        One sentence per scenario and quantity (now, ``horizon`` ahead) that moved by at least
+        ``MENTION_POINTS`` points, largest first and at most ``MAX_SENTENCES``, naming the row that moved it most
+        in the same direction; or a sentence saying nothing moved.
+    """
+    sentences = []
+    for rec in totals.itertuples():
+        for column, change, before, after, what in (
+            ("current", rec.change, rec.previous, rec.new, "now"),
+            ("forecast", rec.forecast_change, rec.forecast_previous, rec.forecast_new,
+             f"{horizon} periods ahead"),
+        ):
+            if abs(change) < MENTION_POINTS:
+                continue
+            verb = "rose" if change > 0 else "fell"
+            text = (f"{rec.scenario.replace('_', ' ').capitalize()} ({what}) {verb} {abs(change):.1f} points, "
+                    f"from {before:.1f}% to {after:.1f}%")
+            rows = table[(table["scenario"] == rec.scenario) & (table["row"] != RESIDUAL)]
+            same = rows[np.sign(rows[column]) == np.sign(change)]
+            if not same.empty:
+                top = same.loc[same[column].abs().idxmax()]
+                share = top[column] / change
+                how = "mostly" if share >= 0.5 else "partly"
+                text += f", {how} on {top['row']} ({top[column]:+.1f})"
+            else:
+                text += ", not driven by any single new observation"
+            sentences.append((abs(change), text + "."))
+    if not sentences:
+        return f"No scenario probability moved by {MENTION_POINTS} points or more, now or {horizon} periods ahead."
+    sentences.sort(key=lambda item: -item[0])
+    shown = [text for _, text in sentences[:MAX_SENTENCES]]
+    if len(sentences) > MAX_SENTENCES:
+        more = len(sentences) - MAX_SENTENCES
+        shown.append(f"{more} smaller move{'s are' if more > 1 else ' is'} in the table.")
+    return " ".join(shown)
+
+
+def _first_difference(a: ModelInputs, b: ModelInputs) -> int:
+    """First period index where two inputs differ (or where one ends)."""
+    n = min(a.n_periods, b.n_periods)
+    per_period = ("y_count", "log_exposure", "count_mask", "z_level", "level_mask", "x_std", "label",
+                  "label_confidence")
+    first = n
+    for name in per_period:
+        x, y = np.asarray(getattr(a, name))[:n], np.asarray(getattr(b, name))[:n]
+        if x.dtype.kind == "f":
+            same = (x == y) | (np.isnan(x) & np.isnan(y))
+        else:
+            same = x == y
+        same = same.reshape(n, -1).all(axis=1)
+        bad = np.flatnonzero(~same)
+        if bad.size:
+            first = min(first, int(bad[0]))
+    return first

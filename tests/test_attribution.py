@@ -1,0 +1,170 @@
+"""Attribution of a report-to-report change to the new observation rows (leave-one-observation-out)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_update import synthetic_fit, tiny_panel
+
+from forecast import attribution as at
+from forecast.scenarios import SCENARIOS
+
+
+@pytest.fixture(scope="module")
+def vintage():
+    """A simulated panel of 121 periods; the previous report covered the first 120 with a synthetic fit."""
+    from forecast.simulate import simulate_panel
+
+    panel, _, truth = simulate_panel(121, seed=8)
+    old = panel.isel(period=slice(0, 120))
+    old.attrs = dict(panel.attrs)
+    return {"panel": panel, "old": old, "truth": truth, "fit": synthetic_fit(old, truth, seed=2)}
+
+
+def iso(panel, t):
+    return str(pd.Timestamp(panel["period"].values[t]).date())
+
+
+def first_count(panel):
+    return next(s for s, k in zip(panel["signal"].values.tolist(), panel["kind"].values.tolist(), strict=True)
+                if k == "count")
+
+
+def add_to(panel, var, dim, name, t, amount):
+    out = panel.copy(deep=True)
+    out[var][{"period": t, dim: panel[dim].values.tolist().index(name)}] += amount
+    return out
+
+
+class TestAttribute:
+    def test_no_change_gives_zero_everything(self, vintage):
+        result = at.attribute(vintage["fit"], vintage["old"], vintage["old"], [])
+        assert np.allclose(result.table[["current", "forecast"]].to_numpy(), 0.0, atol=1e-9)
+        assert np.allclose(result.totals["change"], 0.0, atol=1e-9)
+        assert "No scenario" in result.summary
+
+    def test_a_row_that_removes_nothing_gets_zero_attribution(self, vintage):
+        # a zero-valued row leaves its cell unchanged when removed: its attribution must be exactly zero
+        old = vintage["old"]
+        name = first_count(old)
+        new = add_to(old, "y", "signal", name, 119, 2.0)
+        rows = [at.ObservationRow(iso(old, 119), name, 2.0, "a.csv", 5),
+                at.ObservationRow(iso(old, 119), name, 0.0, "a.csv", 6)]
+        table = at.attribute(vintage["fit"], old, new, rows).table
+        zero = table[table["line"] == 6]
+        assert len(zero) == 4 and np.allclose(zero[["current", "forecast"]].to_numpy(), 0.0, atol=1e-12)
+
+    def test_single_new_row_explains_the_whole_change(self, vintage):
+        old = vintage["old"]
+        name = first_count(old)
+        new = add_to(old, "y", "signal", name, 119, 3.0)
+        row = at.ObservationRow(iso(old, 119), name, 3.0, "events.csv", 42, source="test")
+        result = at.attribute(vintage["fit"], old, new, [row])
+        rows = result.table[result.table["row"] != at.RESIDUAL].set_index("scenario")
+        totals = result.totals.set_index("scenario")
+        assert rows.loc[list(SCENARIOS), "current"].to_numpy() == pytest.approx(
+            totals.loc[list(SCENARIOS), "change"].to_numpy(), abs=1e-9)
+        assert rows.loc[list(SCENARIOS), "forecast"].to_numpy() == pytest.approx(
+            totals.loc[list(SCENARIOS), "forecast_change"].to_numpy(), abs=1e-9)
+        residual = result.table[result.table["row"] == at.RESIDUAL]
+        assert np.allclose(residual[["current", "forecast"]].to_numpy(), 0.0, atol=1e-9)
+        assert (rows["file"] == "events.csv").all() and (rows["line"] == 42).all()
+        assert abs(totals["change"]).max() > 0.01  # the row did move something (else the test proves nothing)
+
+    def test_latest_month_driver_moves_only_the_forecast(self, vintage):
+        # drivers shift the transition into the *next* period (lag 1): a launch in the newest month cannot move
+        # that month's filtered probability, only the forecast, in the direction of the driver effect's sign
+        panel = vintage["panel"]
+        driver = panel["driver"].values.tolist()[0]
+        new = add_to(panel, "x", "driver", driver, 120, 3.0)
+        row = at.ObservationRow(iso(panel, 120), driver, 3.0, "launches.csv", 7)
+        result = at.attribute(vintage["fit"], vintage["old"], new, [row])
+        mine = result.table[result.table["line"] == 7].set_index("scenario")
+        assert np.allclose(mine["current"], 0.0, atol=1e-9)
+        gamma_us = float(np.asarray(vintage["truth"]["driver_effect"])[0, 0])
+        us_engaged = mine.loc["trilateral", "forecast"] + mine.loc["bilateral_alliances", "forecast"]
+        assert np.sign(us_engaged) == np.sign(gamma_us)
+        assert abs(us_engaged) > 1e-3
+
+    def test_attributions_and_residual_add_up_to_the_total(self, vintage):
+        panel = vintage["panel"]
+        name = first_count(panel)
+        new = add_to(panel, "y", "signal", name, 120, 2.0)
+        row = at.ObservationRow(iso(panel, 120), name, 2.0, "e.csv", 3)
+        result = at.attribute(vintage["fit"], vintage["old"], new, [row])
+        summed = result.table.groupby("scenario")[["current", "forecast"]].sum().loc[list(SCENARIOS)]
+        totals = result.totals.set_index("scenario").loc[list(SCENARIOS)]
+        assert summed["current"].to_numpy() == pytest.approx(totals["change"].to_numpy(), abs=1e-9)
+        assert summed["forecast"].to_numpy() == pytest.approx(totals["forecast_change"].to_numpy(), abs=1e-9)
+
+    def test_given_new_probabilities_go_into_totals_and_residual(self, vintage):
+        old = vintage["old"]
+        given = np.array([0.7, 0.1, 0.1, 0.1])
+        result = at.attribute(vintage["fit"], old, old, [], new_current=given, new_forecast=given)
+        assert result.totals["new"].to_numpy() == pytest.approx(100 * given)
+        residual = result.table[result.table["row"] == at.RESIDUAL]["current"].to_numpy()
+        assert residual == pytest.approx(result.totals["change"].to_numpy())
+
+
+class TestRowsAndCells:
+    def test_diff_rows_finds_added_and_removed_as_multisets(self):
+        a = at.ObservationRow("2026-01-05", "talks", 1, "x.csv", 2)
+        b = at.ObservationRow("2026-01-09", "talks", 1, "x.csv", 3)
+        b_revised = at.ObservationRow("2026-01-09", "talks", 2, "x.csv", 3)
+        c = at.ObservationRow("2026-02-01", "talks", 1, "x.csv", 4)
+        changed = at.diff_rows([a, b, a], [a, b_revised, c, a])
+        assert [(r.date, r.value, r.change) for r in changed] == [
+            ("2026-01-09", 2, "added"), ("2026-02-01", 1, "added"), ("2026-01-09", 1, "removed")]
+
+    def test_remove_row_on_counts_levels_and_drivers(self):
+        panel = tiny_panel()
+        t = 2
+        date = iso(panel, t)
+        count = at.remove_row(panel, at.ObservationRow(date, "talks", 1, "f", 1))
+        assert float(count["y"].sel(signal="talks")[t]) == float(panel["y"].sel(signal="talks")[t]) - 1
+        back = at.remove_row(panel, at.ObservationRow(date, "talks", 2, "f", 1, change="removed"))
+        assert float(back["y"].sel(signal="talks")[t]) == float(panel["y"].sel(signal="talks")[t]) + 2
+        only = at.remove_row(panel, at.ObservationRow(date, "troops", 10.0, "f", 1))
+        assert np.isnan(float(only["y"].sel(signal="troops")[t]))
+        assert not bool(only["observed"].sel(signal="troops")[t])
+        mean = float(panel["y"].sel(signal="troops")[t])
+        two = at.remove_row(panel, at.ObservationRow(date, "troops", mean + 1, "f", 1), rows_in_cell=2)
+        assert float(two["y"].sel(signal="troops")[t]) == pytest.approx(mean - 1)
+        drv = at.remove_row(panel, at.ObservationRow(date, "launches", 1, "f", 1))
+        assert float(drv["x"][t, 0]) == max(float(panel["x"][t, 0]) - 1, 0)
+        # the input panel is untouched
+        assert float(panel["y"].sel(signal="talks")[t]) == float(tiny_panel()["y"].sel(signal="talks")[t])
+
+    def test_rows_outside_the_panel_leave_it_unchanged(self):
+        panel = tiny_panel()
+        out = at.remove_row(panel, at.ObservationRow("1980-01-01", "talks", 1, "f", 1))
+        assert out.identical(panel)
+
+    def test_description_names_what_when_and_indicator(self):
+        row = at.ObservationRow("2026-03-14", "nk_icbm_launches", 1, "cns.csv", 9)
+        assert row.describe({"nk_icbm_launches": "ICBM launch"}) == "ICBM launch on 2026-03-14 (nk_icbm_launches)"
+        assert "value 3" in at.ObservationRow("2026-03-14", "x", 3, "f", 1).describe()
+        assert at.ObservationRow("2026-03-14", "x", 1, "f", 1, change="removed").describe().startswith("removed")
+
+    def test_rows_from_frame(self):
+        frame = pd.DataFrame({"date": ["2026-01-02"], "indicator": ["talks"], "value": [1], "source": ["s"],
+                              "note": [np.nan], "file": ["o.csv"], "line": [4]})
+        (row,) = at.rows_from_frame(frame)
+        assert (row.date, row.indicator, row.value, row.file, row.line, row.note) == (
+            "2026-01-02", "talks", 1.0, "o.csv", 4, "")
+
+
+class TestSummary:
+    def test_summary_names_the_main_row_and_the_numbers(self):
+        totals = pd.DataFrame({"scenario": list(SCENARIOS), "previous": [50.0, 20, 20, 10], "new": [54.0, 18, 18, 10],
+                               "change": [4.0, -2, -2, 0], "forecast_previous": [50.0, 20, 20, 10],
+                               "forecast_new": [50.0, 20, 20, 10], "forecast_change": [0.0, 0, 0, 0]})
+        rows = []
+        for desc, share in (("ICBM launch on 2026-03-14 (nk_icbm_launches)", 0.75), ("talks", 0.25)):
+            for s, change in zip(SCENARIOS, [4.0, -2, -2, 0], strict=True):
+                rows.append({"row": desc, "file": "", "line": 1, "scenario": s, "current": share * change,
+                             "forecast": 0.0})
+        text = at.summarise(pd.DataFrame(rows), totals)
+        assert text.startswith("Trilateral (now) rose 4.0 points, from 50.0% to 54.0%, mostly on ICBM launch")
+        assert "Multilateral" not in text
