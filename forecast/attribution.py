@@ -14,7 +14,8 @@ total change.
 Drivers act on transitions with a lag: a missile launch in the newest month cannot move that month's filtered
 probability, only the forecast. Both the current probability and the 3-period-ahead forecast are attributed.
 
-The entry point is :func:`attribute`; :func:`diff_rows` finds the changed rows between two datasets.
+The entry points are :func:`attribute` (given the changed rows) and :func:`attribute_observations` (given the
+observation tables of the two vintages; it finds the changed rows with :func:`diff_rows`).
 """
 
 from __future__ import annotations
@@ -413,6 +414,48 @@ def attribute(
     })
     return Attribution(table=table, totals=totals, summary=summarise(table, totals, horizon),
                        pareto_k=float(vint.max_khat))
+
+
+def attribute_observations(
+    fit: Fit,
+    previous_panel: xr.Dataset,
+    new_panel: xr.Dataset,
+    previous_observations: pd.DataFrame,
+    new_observations: pd.DataFrame,
+    **kwargs: Any,
+) -> Attribution:
+    """:func:`attribute` for two observation tables: finds the changed rows and the level-cell counts itself.
+
+    Parameters
+    ----------
+    fit : forecast.fitfile.Fit
+        The fit behind the previous report.
+    previous_panel, new_panel : xarray.Dataset
+        The panels of the previous and the new data.
+    previous_observations, new_observations : pandas.DataFrame
+        ``Dataset.observations`` of the two vintages (columns ``date, indicator, value, source, note, file,
+        line``).
+    **kwargs
+        Passed to :func:`attribute` (``previous_log_weights``, ``new_current``, ``names``, ...).
+
+    Returns
+    -------
+    Attribution
+        As :func:`attribute`.
+    """
+    changed = diff_rows(rows_from_frame(previous_observations), rows_from_frame(new_observations))
+    levels = {str(s) for s, k in zip(new_panel["signal"].values.tolist(), new_panel["kind"].values.tolist(),
+                                     strict=True) if k == "level"}
+    counts: dict[tuple[str, int], int] = {}
+    if changed and levels:
+        new_rows = [r for r in rows_from_frame(new_observations) if r.indicator in levels]
+        tally = Counter((r.indicator, period_index(new_panel, r.date)) for r in new_rows)
+        for row in changed:
+            if row.indicator in levels:
+                key = (row.indicator, period_index(new_panel, row.date))
+                counts[key] = tally.get(key, 0)
+    logger.info("attributing the change to %d changed observation row(s)", len(changed))
+    return attribute(fit, previous_panel, new_panel, changed, level_rows_in_cell=counts, **kwargs)
 
 
 def summarise(table: pd.DataFrame, totals: pd.DataFrame, horizon: int = FORECAST_HORIZON) -> str:

@@ -107,6 +107,21 @@ class TestAttribute:
         assert residual == pytest.approx(result.totals["change"].to_numpy())
 
 
+    def test_observation_tables_are_diffed_into_rows(self, vintage):
+        old = vintage["old"]
+        name = first_count(old)
+        new = add_to(old, "y", "signal", name, 119, 1.0)
+        base = {"date": [pd.Timestamp(iso(old, 10))], "indicator": [name], "value": [1.0], "source": ["s"],
+                "note": [""], "file": ["o.csv"], "line": [2]}
+        previous = pd.DataFrame(base)
+        added = pd.DataFrame({**base, "date": [pd.Timestamp(iso(old, 119))], "line": [3]})
+        result = at.attribute_observations(vintage["fit"], old, new, previous, pd.concat([previous, added]))
+        direct = at.attribute(vintage["fit"], old, new,
+                              [at.ObservationRow(iso(old, 119), name, 1.0, "o.csv", 3, source="s")])
+        pd.testing.assert_frame_equal(result.table, direct.table)
+        assert set(result.table["line"]) == {0, 3}
+
+
 class TestRowsAndCells:
     def test_diff_rows_finds_added_and_removed_as_multisets(self):
         a = at.ObservationRow("2026-01-05", "talks", 1, "x.csv", 2)
