@@ -210,8 +210,8 @@ class IngestReport:
         lines = [
             f"Ingest ({self.adapter}) {self.input_path}: {self.description}",
             f"Target: {self.target}",
-            f"added {len(m.added)}, revised {len(m.revised)}, unchanged {m.unchanged}, skipped {self.skipped_rows}"
-            f" (rows already in the target and absent from this input, kept: {len(m.kept)})",
+            f"added {len(m.added)}, revised {len(m.revised)}, unchanged {m.unchanged}, skipped {self.skipped_rows};"
+            f" {len(m.kept)} row(s) of the target absent from this input are kept",
         ]
         if self.skipped:
             lines.append("Skipped:")
@@ -378,31 +378,15 @@ class _CatalogView:
 
 def _catalog_view(data_dir: Path) -> _CatalogView:
     """Read the catalog of ``data_dir`` (validated by :func:`forecast.catalog.load_catalog`)."""
+    from forecast.catalog import load_catalog
+
     path = data_dir / "catalog.toml"
-    try:
-        from forecast.catalog import load_catalog
-    except ImportError:  # pragma: no cover - transitional, until forecast.catalog exists
-        return _catalog_view_minimal(path)
     catalog = load_catalog(path)
     through = catalog.observed_through
     indicators = {}
     for ind in catalog.indicators:
         end = ind.coverage_end if ind.coverage_end is not None else through
         indicators[ind.id] = _Coverage(str(ind.kind), ind.coverage_start, min(end, through))
-    return _CatalogView(path, through, indicators)
-
-
-def _catalog_view_minimal(path: Path) -> _CatalogView:  # pragma: no cover - transitional
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
-        through = data["observed_through"]
-        indicators = {}
-        for entry in data["indicators"]:
-            end = min(entry.get("coverage_end", through), through)
-            indicators[entry["id"]] = _Coverage(entry["kind"], entry["coverage_start"], end)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataValidationError([Problem(str(path), None, None, None, f"unreadable catalog: {exc}",
-                                           "fix catalog.toml (see data/README.md)")]) from None
     return _CatalogView(path, through, indicators)
 
 
@@ -1235,12 +1219,10 @@ def validate_with(data_dir: str | Path, target_name: str, text: str) -> None:
         With every problem of the would-be data directory.
 
     """
-    try:
-        from forecast.dataset import load_dataset
-    except ImportError:  # pragma: no cover - transitional, until forecast.dataset exists
-        return
+    from forecast.dataset import load_dataset
 
     data_dir = Path(data_dir)
+    logger.info("validating %s as it would be after the merge (in a temporary copy)", data_dir)
     with tempfile.TemporaryDirectory(prefix="forecast-ingest-") as tmp:
         copy = Path(tmp) / "data"
         (copy / "observations").mkdir(parents=True)

@@ -381,7 +381,6 @@ def test_catalog_without_the_cns_indicators(tmp_path, rekeyed):
 
 
 def test_merged_directory_is_validated_before_writing(data_dir, rekeyed):
-    pytest.importorskip("forecast.dataset")
     target = data_dir / "observations" / CNS_TARGET
     # an existing row the dataset check rejects (negative count) must stop the ingest before anything is written
     target.write_text("date,indicator,value,source,note\n2024-01-02,nk_missile_launches,-1,x,hand-made\n",
