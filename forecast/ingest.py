@@ -767,8 +767,7 @@ def load_mapping(path: str | Path) -> EventMapping:
     lines = text.splitlines()
 
     def line_of(key: str) -> int | None:
-        pattern = re.compile(rf'^\s*("{re.escape(key)}"|\'{re.escape(key)}\'|{re.escape(key)})\s*=')
-        return next((i for i, t in enumerate(lines, start=1) if pattern.match(t)), None)
+        return _key_line(lines, key)
 
     problems: list[Problem] = []
     for key in sorted(set(data) - {"mapping", "options"}):
@@ -825,6 +824,12 @@ def load_mapping(path: str | Path) -> EventMapping:
     return EventMapping(path=path, categories=categories, **kwargs)  # type: ignore[arg-type]
 
 
+def _key_line(lines: Sequence[str], key: str) -> int | None:
+    """Return the 1-based line of ``key = …`` (bare or quoted key) in TOML text, or None."""
+    pattern = re.compile(rf'^\s*("{re.escape(key)}"|\'{re.escape(key)}\'|{re.escape(key)})\s*=')
+    return next((i for i, t in enumerate(lines, start=1) if pattern.match(t)), None)
+
+
 def _table_line(lines: list[str], table: str) -> int | None:
     pattern = re.compile(rf"^\s*\[\s*{re.escape(table)}\s*\]")
     return next((i for i, t in enumerate(lines, start=1) if pattern.match(t)), None)
@@ -868,12 +873,17 @@ def event_candidates(path: str | Path, mapping: EventMapping, view: _CatalogView
     fname = str(path)
     problems: list[Problem] = []
     mfile = str(mapping.path)
+    try:
+        mapping_lines = mapping.path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError):
+        mapping_lines = []
     for category, indicator in mapping.categories.items():
+        at = _key_line(mapping_lines, category)
         if indicator not in view.indicators:
-            problems.append(Problem(mfile, None, category, indicator, f"indicator {indicator!r} is not in the catalog",
+            problems.append(Problem(mfile, at, category, indicator, f"indicator {indicator!r} is not in the catalog",
                                     f"use one of: {', '.join(view.indicators)}"))
         elif view.indicators[indicator].kind != "count":
-            problems.append(Problem(mfile, None, category, indicator,
+            problems.append(Problem(mfile, at, category, indicator,
                                     f"indicator {indicator!r} is a level, event lists feed count indicators",
                                     "map the category to a count indicator"))
     table = _read_table(path, problems, "event list")

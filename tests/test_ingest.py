@@ -496,6 +496,7 @@ def test_mapping_is_checked_against_the_catalog_and_for_typos(data_dir, tmp_path
     with pytest.raises(DataValidationError) as info:
         ingest_events(path, mapping, data_dir)
     messages = [(p.column, p.message) for p in info.value.problems]
+    assert {p.line for p in info.value.problems if p.file == str(mapping)} == {2, 3}
     assert ("Missile", "indicator 'nk_missiles' is not in the catalog") in messages
     assert any(col == "Troops" and "level" in msg for col, msg in messages)
     assert any(p.column == "category" and p.line == 1 for p in info.value.problems)  # default column absent
