@@ -115,13 +115,13 @@ class Indicator(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> Indicator:
         if self.coverage_end is not None and self.coverage_end < self.coverage_start:
-            raise ValueError(f"coverage_end {self.coverage_end} is before coverage_start {self.coverage_start}")
+            raise ValueError(f"coverage_end: {self.coverage_end} is before coverage_start {self.coverage_start}")
         if self.kind == "count" and self.transform is not None:
-            raise ValueError("transform applies to level indicators only")
+            raise ValueError("transform: transform applies to level indicators only")
         if self.role == "driver" and self.kind != "count":
-            raise ValueError("drivers must be count indicators")
+            raise ValueError("kind: drivers must be count indicators")
         if self.role == "driver" and self.marker is not None:
-            raise ValueError("drivers cannot be markers")
+            raise ValueError("marker: drivers cannot be markers")
         return self
 
     @property
@@ -237,7 +237,7 @@ def _problem_from_error(file: str, error: dict[str, Any], entry_line: int | None
     if column is None:
         # A model-level rule: name the field it is about.
         message = str(error.get("msg", "invalid entry")).removeprefix("Value error, ")
-        column = next((c for c in ("coverage_end", "transform", "kind", "marker") if c in message), None)
+        column, _, message = message.partition(": ") if ": " in message else ("", "", message)
         line = keys.get(column, entry_line) if column else entry_line
         fixes = {
             "coverage_end": "make coverage_end on or after coverage_start",
@@ -245,10 +245,11 @@ def _problem_from_error(file: str, error: dict[str, Any], entry_line: int | None
             "kind": "make drivers kind = \"count\"",
             "marker": "remove marker from the driver (markers are signals)",
         }
-        return Problem(file, line, column, None, f"{who}: {message}", fixes.get(column or "", "correct the entry"))
+        return Problem(file, line, column or None, None, f"{who}: {message}", fixes.get(column, "correct the entry"))
     line = keys.get(column, entry_line)
     if kind == "missing":
-        return Problem(file, entry_line, column, None, f"{who} lacks the required field {column!r}",
+        return Problem(file, line if len(loc) > 1 else entry_line, ".".join(loc), None,
+                       f"{who} lacks the required field {'.'.join(loc)!r}",
                        f"add it: {_FIXES.get(column, 'see data/README.md')}")
     if kind == "extra_forbidden":
         if len(loc) > 1:
@@ -260,6 +261,10 @@ def _problem_from_error(file: str, error: dict[str, Any], entry_line: int | None
     value = _short(error.get("input"))
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     return Problem(file, line, ".".join(loc), value, f"{who}: {message}", _FIXES.get(column, "correct the value"))
+
+
+def _is_date(value: Any) -> bool:
+    return isinstance(value, dt.date) and not isinstance(value, dt.datetime)
 
 
 def _short(value: Any) -> str | None:
@@ -380,30 +385,32 @@ def _validate(doc: dict[str, Any], text: str, file: str) -> Catalog:
                                         "give every indicator a unique id"))
             else:
                 seen_ids[entry_id] = id_line
-        if indicator is None:
-            continue
-        if indicator.marker is not None:
-            if indicator.marker in markers:
-                other, other_line = markers[indicator.marker]
-                problems.append(Problem(file, keys.get("marker", id_line), "marker", indicator.marker,
-                                        f"two markers for the {indicator.marker!r} factor: {other!r} (line "
-                                        f"{other_line}) and {indicator.id!r}",
-                                        "keep marker on one indicator per factor"))
+        # Cross-entry rules use the raw values, so that they are checked even in entries with other problems.
+        marker = entry.get("marker")
+        if marker in ("us", "relations"):
+            if marker in markers:
+                other, other_line = markers[marker]
+                problems.append(Problem(file, keys.get("marker", id_line), "marker", marker,
+                                        f"two markers for the {marker!r} factor: {other!r} (line {other_line}) "
+                                        f"and {entry_id!r}", "keep marker on one indicator per factor"))
             else:
-                markers[indicator.marker] = (indicator.id, keys.get("marker", id_line))
+                markers[marker] = (entry_id, keys.get("marker", id_line))
+        start, end = entry.get("coverage_start"), entry.get("coverage_end")
         if observed_through is not None:
-            if indicator.coverage_end is not None and indicator.coverage_end > observed_through:
-                problems.append(Problem(file, keys.get("coverage_end", id_line), "coverage_end",
-                                        indicator.coverage_end.isoformat(),
-                                        f"indicator {indicator.id!r}: coverage_end is after observed_through "
+            if _is_date(end) and end > observed_through:
+                problems.append(Problem(file, keys.get("coverage_end", id_line), "coverage_end", end.isoformat(),
+                                        f"indicator {entry_id!r}: coverage_end is after observed_through "
                                         f"{observed_through.isoformat()}",
                                         "set coverage_end on or before observed_through, or raise observed_through"))
-            elif indicator.coverage_start > observed_through:
+            elif _is_date(start) and start > observed_through:
                 problems.append(Problem(file, keys.get("coverage_start", id_line), "coverage_start",
-                                        indicator.coverage_start.isoformat(),
-                                        f"indicator {indicator.id!r}: coverage_start is after observed_through "
+                                        start.isoformat(),
+                                        f"indicator {entry_id!r}: coverage_start is after observed_through "
                                         f"{observed_through.isoformat()}",
                                         "correct coverage_start or raise observed_through"))
+        if indicator is None:
+            continue
+        if observed_through is not None:
             stop = indicator.coverage_end or observed_through
             indicator = indicator.model_copy(update={"coverage_stop": stop})
         indicators.append(indicator)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from forecast.catalog import Catalog, load_catalog
 from forecast.errors import DataValidationError, Problem
-from forecast.observations import collect_labels, collect_observations, observation_files
+from forecast.observations import collect_labels, collect_observations, observation_files, sort_problems
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def load_dataset(data_dir: str | Path) -> Dataset:
     observations = collect_observations(data_dir, catalog, problems)
     labels = collect_labels(data_dir / LABELS_FILE, problems)
     if problems:
-        raise DataValidationError(problems)
+        raise DataValidationError(sort_problems(problems))
     assert catalog is not None
     sha = data_sha256(data_dir)
     logger.info("loaded %s: %d indicators, %d observation rows, %d labels, sha256 %s", data_dir, len(catalog),

@@ -250,7 +250,7 @@ def read_observation_file(path: str | Path, catalog: Catalog | None, problems: l
               "needs values > 0", "correct the measurement, or use transform = \"identity\" in the catalog")
         observed_through = pd.Timestamp(catalog.observed_through)
         in_scope = known & date_ok
-        after = in_scope & (dates > observed_through).to_numpy()
+        after = date_ok & (dates > observed_through).to_numpy()
         before_start = in_scope & ~after & (dates < meta["start"].to_numpy()).to_numpy()
         after_end = in_scope & ~after & (dates > meta["stop"].to_numpy()).to_numpy()
         _emit(problems, file, frame, after, "date",
@@ -280,6 +280,23 @@ def read_observation_file(path: str | Path, catalog: Catalog | None, problems: l
     # Keep the raw text of every column for the duplicate check across files.
     out.attrs["raw"] = frame.loc[keep, ["date", "indicator", "value", "source", "note"]].reset_index(drop=True)
     return out
+
+
+def sort_problems(problems: list[Problem]) -> list[Problem]:
+    """Problems ordered by file, then line (whole-file problems first), keeping the check order within a line.
+
+    Parameters
+    ----------
+    problems : list of Problem
+        Problems in the order they were found.
+
+    Returns
+    -------
+    list of Problem
+        The same problems, sorted for reading.
+    """
+    files = list(dict.fromkeys(p.file for p in problems))
+    return sorted(problems, key=lambda p: (files.index(p.file), p.line or 0))
 
 
 def _empty_observations() -> pd.DataFrame:
@@ -397,7 +414,7 @@ def load_observations(data_dir: str | Path, catalog: Catalog) -> pd.DataFrame:
     problems: list[Problem] = []
     obs = collect_observations(data_dir, catalog, problems)
     if problems:
-        raise DataValidationError(problems)
+        raise DataValidationError(sort_problems(problems))
     return obs
 
 
@@ -529,5 +546,5 @@ def load_labels(path: str | Path) -> pd.DataFrame:
     problems: list[Problem] = []
     labels = collect_labels(path, problems)
     if problems:
-        raise DataValidationError(problems)
+        raise DataValidationError(sort_problems(problems))
     return labels
