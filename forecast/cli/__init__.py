@@ -52,24 +52,20 @@ def _register() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the command line and exit with the documented exit code."""
+    """Run the command line and exit with the documented exit code.
+
+    Usage errors are reported by Typer (exit 2); a :class:`UserInputError` is printed without a traceback
+    (exit 2); anything else is an internal error, logged with its traceback (exit 1).
+    """
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, standalone_mode=True)
     except UserInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        print("aborted", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERNAL)
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(EXIT_USER_ERROR)
+    except Exception:
         logging.getLogger(__name__).exception("internal error")
         sys.exit(EXIT_INTERNAL)
-    sys.exit(EXIT_OK)
