@@ -530,12 +530,12 @@ def read_cns_export(path: str | Path) -> tuple[str, list[CnsMissile]]:
             problems.append(Problem(str(path), 1, wanted, None,
                                     f"required column {wanted!r} of the {layout} layout is missing",
                                     f"export the file again with all columns; the header must include {wanted!r}"))
-    if problems:
+    if date_col not in columns:  # without dates nothing else can be checked
         raise DataValidationError(problems)
     conf = by_lower.get(conf_col.lower()) if conf_col else None
     if not table.rows:
-        raise DataValidationError([Problem(str(path), None, None, None, "the export has a header but no rows",
-                                           "export the file again with its data rows")])
+        problems.append(Problem(str(path), None, None, None, "the export has a header but no rows",
+                                "export the file again with its data rows"))
     missiles = []
     for line, cells in table.rows:
         raw_date = cells[columns[date_col]]
@@ -546,8 +546,8 @@ def read_cns_export(path: str | Path) -> tuple[str, list[CnsMissile]]:
                 "empty launch date" if not raw_date else "unparseable or impossible launch date",
                 "write the UTC launch day as YYYY-MM-DD (or YYYY-MM when CNS gives only the month)"))
             continue
-        name = cells[columns[name_col]] or "Unknown"
-        mtype = cells[columns[type_col]] or "Unknown"
+        name = (cells[columns[name_col]] if name_col in columns else "") or "Unknown"
+        mtype = (cells[columns[type_col]] if type_col in columns else "") or "Unknown"
         unconfirmed = conf is not None and cells[conf].strip().lower() == "unconfirmed"
         missiles.append(CnsMissile(line, parsed[0], parsed[1], name, mtype, unconfirmed))
     if problems:

@@ -339,6 +339,11 @@ def test_missing_columns_are_all_reported(data_dir, tmp_path):
     problems = info.value.problems
     assert {p.column for p in problems} == {"date", "missile_type"}
     assert all(p.file == str(path) and p.line == 1 and p.fix for p in problems)
+    # with a date column, a missing type column and bad dates are reported together
+    path = write_csv(tmp_path / "bad2.csv", ["date", "missile_name"], [["2020-01-32", "KN-23"]])
+    with pytest.raises(DataValidationError) as info:
+        ingest_cns(path, data_dir)
+    assert [(p.line, p.column) for p in info.value.problems] == [(1, "missile_type"), (2, "date")]
     assert not (data_dir / "observations" / CNS_TARGET).exists()
 
 
