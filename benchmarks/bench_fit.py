@@ -1,0 +1,344 @@
+#!/usr/bin/env python
+"""Benchmark ``forecast.fitting.fit`` against a hand-written NumPyro peer of the same model.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_fit.py                 # bundled monthly data
+    .venv/bin/python benchmarks/bench_fit.py --simulated     # a simulated panel of the same size
+    .venv/bin/python benchmarks/bench_fit.py --json figures.json
+
+Every measurement runs in a child process so that (a) "cold" really is cold: the child gets a fresh, empty
+PyTensor compile directory and JAX compilation cache, and (b) peak memory is the child's own ``ru_maxrss``
+(read with ``os.wait4`` on that child). Within the cold child the fit is repeated once; the second run is the
+"warm" figure (everything compiled in memory). Measured per run: wall time of ``fit(...)``, the sampler's own
+sampling time (``sampling_time`` as PyMC records it, which includes NumPyro's JIT of the sampler), minimum bulk
+and tail ESS over every scalar parameter, minimum bulk ESS per second of sampling, divergences and whether the
+convergence gate passed. The NumPyro peer (``numpyro_peer.py``) runs on the same inputs with the same chains,
+draws, tuning and target acceptance, in its own cold child, also twice. A quarterly fit and, if
+``forecast.probabilities`` exists, the time to compute probabilities from the saved fit file are timed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULT_TAG = "BENCH_RESULT "
+
+
+# -- panels ------------------------------------------------------------------------------------------------------
+
+
+def load_panel(source: str, freq: str, seed: int) -> tuple[Any, str, str]:
+    """Return (panel, catalog_text, data_sha256) for the bundled data or a simulated panel of the same size."""
+    from forecast.dataset import load_dataset
+    from forecast.panel import build_panel
+    from forecast.paths import bundled_data_dir
+
+    dataset = load_dataset(bundled_data_dir())
+    bundled = build_panel(dataset, freq)
+    catalog_text = _catalog_text(dataset)
+    if source == "bundled":
+        return bundled, catalog_text, dataset.sha256
+    from forecast.simulate import simulate_panel
+
+    panel, _, _ = simulate_panel(int(bundled.sizes["period"]), seed=seed)
+    return panel, "", str(panel.attrs.get("data_sha256", ""))
+
+
+def _catalog_text(dataset: Any) -> str:
+    return str(getattr(dataset.catalog, "text", ""))
+
+
+# -- statistics ----------------------------------------------------------------------------------------------------
+
+
+def ess_summary(posterior: Any) -> dict[str, float]:
+    """Minimum bulk and tail ESS over every scalar of every posterior variable (ArviZ 1 rank-normalised)."""
+    import arviz as az
+    import numpy as np
+
+    bulk = az.ess(posterior, method="bulk")
+    tail = az.ess(posterior, method="tail")
+    out = {"ess_bulk_min": float("inf"), "ess_tail_min": float("inf"), "ess_bulk_min_var": ""}
+    for name in posterior.data_vars:
+        b = np.asarray(bulk[name].values, dtype=float)
+        t = np.asarray(tail[name].values, dtype=float)
+        # a constant scalar (e.g. a fixed element) has undefined ESS; skip NaN
+        if np.isfinite(b).any() and np.nanmin(b) < out["ess_bulk_min"]:
+            out["ess_bulk_min"] = float(np.nanmin(b))
+            out["ess_bulk_min_var"] = str(name)
+        if np.isfinite(t).any():
+            out["ess_tail_min"] = min(out["ess_tail_min"], float(np.nanmin(t)))
+    return out
+
+
+# -- child-process jobs --------------------------------------------------------------------------------------------
+
+
+def job_forecast(spec: dict[str, Any]) -> dict[str, Any]:
+    """Fit with ``forecast.fitting.fit`` ``spec['repeat']`` times; optionally save and time probabilities."""
+    from forecast.fitting import fit
+
+    from forecast.fitfile import save_fit
+
+    panel, catalog_text, sha = load_panel(spec["source"], spec["freq"], spec["seed"])
+    runs = []
+    result = None
+    for i in range(spec["repeat"]):
+        t0 = time.perf_counter()
+        result = fit(
+            panel, seed=spec["seed"], draws=spec["draws"], tune=spec["tune"], chains=spec["chains"],
+            target_accept=spec["target_accept"], catalog_text=catalog_text, data_sha256=sha, progress=False,
+        )
+        wall = time.perf_counter() - t0
+        posterior = result.posterior
+        sampling = _sampling_time(result)
+        ess = ess_summary(posterior)
+        runs.append({
+            "run": "cold" if i == 0 else "warm",
+            "wall_s": wall,
+            "sampling_s": sampling,
+            **ess,
+            "ess_bulk_per_s": ess["ess_bulk_min"] / sampling if sampling else float("nan"),
+            "divergences": int(result.sample_stats["diverging"].values.sum()),
+            "gate_passed": bool(result.converged),
+            "failures": list(result.diagnostics.get("failures", [])),
+        })
+        print(f"[forecast {spec['freq']} run {i}] wall {wall:.1f}s", file=sys.stderr, flush=True)
+    out: dict[str, Any] = {"runs": runs, "n_periods": int(panel.sizes["period"]),
+                           "n_signals": int(panel.sizes["signal"]), "n_drivers": int(panel.sizes["driver"])}
+    if spec.get("save") and result is not None:
+        path = save_fit(result, spec["save"])
+        out["fit_file_mb"] = path.stat().st_size / 1e6
+        out["probabilities"] = time_probabilities(path)
+    return out
+
+
+def _sampling_time(fit_result: Any) -> float | None:
+    for group in ("posterior", "sample_stats"):
+        value = getattr(fit_result, group).attrs.get("sampling_time")
+        if value is not None:
+            return float(value)
+    value = fit_result.attr("sampler").get("sampling_time") if "sampler" in fit_result.tree.attrs else None
+    return float(value) if value is not None else None
+
+
+def time_probabilities(path: Path) -> dict[str, float] | None:
+    """Seconds to load a fit file and compute filtered, smoothed and forecast probabilities from it."""
+    try:
+        from forecast import probabilities as prob
+    except ImportError:
+        return None
+    from forecast.fitfile import load_fit
+
+    out = {}
+    t0 = time.perf_counter()
+    loaded = load_fit(path)
+    out["load_fit_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    states = prob.compute_states(loaded)
+    out["compute_states_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    prob.filtered_probabilities(states)
+    prob.smoothed_probabilities(states)
+    out["tables_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    prob.forecast_probabilities(states, horizon=12)
+    out["forecast_12_s"] = time.perf_counter() - t0
+    out["n_draws"] = loaded.n_draws
+    return out
+
+
+def job_peer(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run the NumPyro peer on the same inputs ``spec['repeat']`` times."""
+    sys.path.insert(0, str(HERE))
+    import numpyro_peer
+
+    panel, _, _ = load_panel(spec["source"], spec["freq"], spec["seed"])
+    runs = []
+    for i in range(spec["repeat"]):
+        t0 = time.perf_counter()
+        res = numpyro_peer.run(
+            panel, seed=spec["seed"], draws=spec["draws"], tune=spec["tune"], chains=spec["chains"],
+            target_accept=spec["target_accept"],
+        )
+        wall = time.perf_counter() - t0
+        ess = ess_summary(res["posterior"])
+        runs.append({
+            "run": "cold" if i == 0 else "warm",
+            "wall_s": wall,
+            "sampling_s": res["sampling_s"],
+            **ess,
+            "ess_bulk_per_s": ess["ess_bulk_min"] / res["sampling_s"],
+            "divergences": int(res["divergences"]),
+            "gate_passed": None,
+            "failures": [],
+        })
+        print(f"[numpyro peer run {i}] wall {wall:.1f}s", file=sys.stderr, flush=True)
+    return {"runs": runs, "n_periods": int(panel.sizes["period"])}
+
+
+JOBS = {"forecast": job_forecast, "peer": job_peer}
+
+
+def run_child(spec: dict[str, Any], cache_dir: Path) -> dict[str, Any]:
+    """Run one job in a child process with its compile caches in ``cache_dir``; add its peak memory."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["PYTENSOR_FLAGS"] = ",".join(
+        f for f in (env.get("PYTENSOR_FLAGS", ""), f"compiledir={cache_dir / 'pytensor'}") if f
+    )
+    env["JAX_COMPILATION_CACHE_DIR"] = str(cache_dir / "jax")
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    assert proc.stdout is not None
+    lines = proc.stdout.read().splitlines()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark job {spec['job']} failed with exit code {proc.returncode}")
+    payload = next(json.loads(line[len(RESULT_TAG):]) for line in lines if line.startswith(RESULT_TAG))
+    payload["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux reports KiB
+    payload["process_s"] = elapsed
+    return payload
+
+
+# -- report --------------------------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    """Where the figures were measured."""
+    from forecast.fitfile import library_versions
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_gb = round(int(line.split()[1]) / 1024**2, 1)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": mem_gb, "python": platform.python_version(),
+            "platform": platform.platform(), "libraries": library_versions()}
+
+
+def format_table(figures: dict[str, Any]) -> str:
+    """A plain-text table of every run."""
+    head = (f"{'what':<26}{'run':<6}{'wall s':>8}{'sample s':>10}{'ESS bulk':>10}{'ESS tail':>10}"
+            f"{'ESS/s':>8}{'div':>6}{'gate':>6}{'peak MB':>9}")
+    rows = [head, "-" * len(head)]
+    for label, block in figures["results"].items():
+        for run in block["runs"]:
+            gate = "" if run["gate_passed"] is None else ("pass" if run["gate_passed"] else "FAIL")
+            rows.append(
+                f"{label:<26}{run['run']:<6}{run['wall_s']:>8.1f}{_f(run['sampling_s']):>10}"
+                f"{run['ess_bulk_min']:>10.0f}{run['ess_tail_min']:>10.0f}{_f(run['ess_bulk_per_s'], 2):>8}"
+                f"{run['divergences']:>6}{gate:>6}{block['peak_rss_mb']:>9.0f}"
+            )
+    ratio = figures.get("ess_per_s_ratio")
+    if ratio:
+        rows.append("")
+        rows.append("min bulk ESS/s, forecast.fit ÷ NumPyro peer: "
+                    + ", ".join(f"{k} {_f(v, 2)}" for k, v in ratio.items()))
+    prob = figures["results"].get("forecast monthly", {}).get("probabilities")
+    if prob:
+        rows.append(
+            f"probabilities from the saved fit ({prob['n_draws']} draws): load {prob['load_fit_s']:.2f}s, "
+            f"states {prob['compute_states_s']:.2f}s, tables {prob['tables_s']:.2f}s, "
+            f"12-period forecast {prob['forecast_12_s']:.2f}s"
+        )
+    for label, block in figures["results"].items():
+        for run in block["runs"]:
+            for failure in run.get("failures", []):
+                rows.append(f"gate ({label}, {run['run']}): {failure}")
+    return "\n".join(rows)
+
+
+def _f(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--simulated", action="store_true", help="use a simulated panel of the bundled size")
+    parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--tune", type=int, default=1000)
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--target-accept", type=float, default=0.9)
+    parser.add_argument("--seed", type=int, default=20261125)
+    parser.add_argument("--skip-peer", action="store_true")
+    parser.add_argument("--skip-quarterly", action="store_true")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        spec = json.loads(args.worker)
+        payload = JOBS[spec["job"]](spec)
+        print(RESULT_TAG + json.dumps(payload), flush=True)
+        return 0
+
+    source = "simulated" if args.simulated else "bundled"
+    common = {"source": source, "seed": args.seed, "draws": args.draws, "tune": args.tune, "chains": args.chains,
+              "target_accept": args.target_accept}
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="forecast-bench-") as tmp:
+        tmp_path = Path(tmp)
+        print(f"[bench] forecast.fit monthly ({source}), cold cache then warm", file=sys.stderr, flush=True)
+        results["forecast monthly"] = run_child(
+            {**common, "job": "forecast", "freq": "M", "repeat": 2, "save": str(tmp_path / "fit.nc")},
+            tmp_path / "cache-forecast",
+        )
+        if not args.skip_peer:
+            print("[bench] NumPyro peer monthly, cold cache then warm", file=sys.stderr, flush=True)
+            results["numpyro peer monthly"] = run_child(
+                {**common, "job": "peer", "freq": "M", "repeat": 2}, tmp_path / "cache-peer"
+            )
+        if not args.skip_quarterly:
+            print("[bench] forecast.fit quarterly, cold cache", file=sys.stderr, flush=True)
+            results["forecast quarterly"] = run_child(
+                {**common, "job": "forecast", "freq": "Q", "repeat": 1}, tmp_path / "cache-quarterly"
+            )
+
+    figures: dict[str, Any] = {
+        "command": " ".join([Path(sys.executable).name, "benchmarks/bench_fit.py", *(argv or sys.argv[1:])]),
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "settings": common,
+        "results": results,
+    }
+    if "numpyro peer monthly" in results:
+        ours = {r["run"]: r["ess_bulk_per_s"] for r in results["forecast monthly"]["runs"]}
+        peer = {r["run"]: r["ess_bulk_per_s"] for r in results["numpyro peer monthly"]["runs"]}
+        figures["ess_per_s_ratio"] = {k: ours[k] / peer[k] for k in ours if peer.get(k)}
+    print(format_table(figures))
+    if args.json:
+        from forecast.atomic import write_text
+
+        write_text(args.json, json.dumps(figures, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,317 @@
+#!/usr/bin/env python
+"""Simulation-based calibration (SBC) of ``forecast.fitting.fit``.
+
+Each replication draws one parameter vector θ̃ from the model's prior, simulates a panel from it with
+``forecast.simulate.simulate_panel``, fits the panel with ``forecast.fitting.fit`` and records, for every key
+scalar parameter, the rank of θ̃ among L thinned posterior draws. If the fit is calibrated (right model,
+working sampler), every rank is uniform on 0..L (Talts et al. 2018, "Validating Bayesian inference algorithms
+with simulation-based calibration"). Non-uniformity shows as a U shape (posterior too narrow), a hump (too
+wide) or a slope (biased).
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/sbc.py --reps 30 --out sbc-results
+    .venv/bin/python benchmarks/sbc.py --reps 30 --scheduler tcp://127.0.0.1:8786   # an existing Dask cluster
+    .venv/bin/python benchmarks/sbc.py --reps 30 --workers 2                        # a local Dask cluster
+
+Outputs in ``--out``: ``ranks.csv`` (one row per replication and parameter), ``uniformity.csv`` (chi-square
+and Kolmogorov–Smirnov p-values per parameter), ``replications.csv`` (fit diagnostics per replication),
+``rank_histograms.png`` and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+logger = logging.getLogger("sbc")
+
+#: Posterior variables whose elements are ranked (every element of each).
+KEY_VARIABLES = ("intercept", "loading", "nb_alpha", "level_sigma", "stickiness", "driver_effect", "init_prob")
+
+
+# -- ranks and uniformity ------------------------------------------------------------------------------------------
+
+
+def thin_index(n_total: int, n_keep: int) -> np.ndarray:
+    """Evenly spaced positions of ``n_keep`` draws among ``n_total`` (thinning reduces autocorrelation)."""
+    if n_keep >= n_total:
+        return np.arange(n_total)
+    return np.unique(np.linspace(0, n_total - 1, n_keep).round().astype(int))
+
+
+def sbc_ranks(draws: dict[str, np.ndarray], truth: dict[str, np.ndarray], n_keep: int,
+              rng: np.random.Generator) -> dict[str, int]:
+    """Rank of each true scalar among ``n_keep`` thinned draws, ties broken at random.
+
+    Parameters
+    ----------
+    draws : dict of str to numpy.ndarray
+        Per variable, (chain, draw, ...) posterior draws.
+    truth : dict of str to numpy.ndarray
+        Per variable, the true value with the trailing shape of ``draws``.
+    n_keep : int
+        Draws kept per chain-pooled sample (L); ranks lie in 0..L.
+    rng : numpy.random.Generator
+        For tie-breaking (ties only occur for discrete or degenerate parameters).
+
+    Returns
+    -------
+    dict of str to int
+        ``"name[i,j]"`` to rank.
+    """
+    out: dict[str, int] = {}
+    for name, value in truth.items():
+        if name not in draws:
+            continue
+        d = np.asarray(draws[name], dtype=float)
+        flat = d.reshape(-1, *d.shape[2:])  # chain-major pooling
+        flat = flat[thin_index(flat.shape[0], n_keep)]
+        value = np.asarray(value, dtype=float)
+        for idx in np.ndindex(value.shape):
+            sample = flat[(slice(None), *idx)]
+            below = int((sample < value[idx]).sum())
+            ties = int((sample == value[idx]).sum())
+            rank = below + (int(rng.integers(0, ties + 1)) if ties else 0)
+            label = name + (f"[{','.join(map(str, idx))}]" if idx else "")
+            out[label] = rank
+    return out
+
+
+def uniformity(ranks: pd.DataFrame, n_keep: int, n_bins: int) -> pd.DataFrame:
+    """Chi-square and KS tests of uniformity of each parameter's ranks.
+
+    Parameters
+    ----------
+    ranks : pandas.DataFrame
+        Columns ``parameter`` and ``rank`` (0..L).
+    n_keep : int
+        L: ranks take L + 1 values.
+    n_bins : int
+        Histogram bins for the chi-square test (L + 1 should be divisible by it, so bins are equally likely).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per parameter: n, chi2, chi2_p, ks, ks_p, mean normalised rank.
+    """
+    rows = []
+    for name, group in ranks.groupby("parameter", sort=False):
+        r = group["rank"].to_numpy()
+        counts = np.bincount(bin_of(r, n_keep, n_bins), minlength=n_bins)
+        chi2, chi2_p = stats.chisquare(counts)
+        # continuous version of the discrete ranks: (r + U) / (L + 1) is exactly Uniform(0, 1) under calibration
+        u = (r + np.random.default_rng(len(r)).random(len(r))) / (n_keep + 1)
+        ks = stats.kstest(u, "uniform")
+        rows.append({"parameter": name, "n": len(r), "chi2": chi2, "chi2_p": chi2_p, "ks": ks.statistic,
+                     "ks_p": ks.pvalue, "mean_u": float(((r + 0.5) / (n_keep + 1)).mean())})
+    return pd.DataFrame(rows)
+
+
+def bin_of(ranks: np.ndarray, n_keep: int, n_bins: int) -> np.ndarray:
+    """Histogram bin of each rank when the L + 1 possible ranks are split into ``n_bins`` equal groups."""
+    return (np.asarray(ranks) * n_bins) // (n_keep + 1)
+
+
+def plot_rank_histograms(ranks: pd.DataFrame, n_keep: int, n_bins: int, path: Path, title: str) -> None:
+    """Rank histograms with the 99% band of bin counts under uniformity (binomial quantiles)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(ranks["parameter"]))
+    ncol = 6
+    nrow = int(np.ceil(len(names) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.3 * ncol, 1.9 * nrow), squeeze=False, sharex=True)
+    for ax, name in zip(axes.ravel(), names, strict=False):
+        r = ranks.loc[ranks["parameter"] == name, "rank"].to_numpy()
+        counts = np.bincount(bin_of(r, n_keep, n_bins), minlength=n_bins)
+        lo, hi = stats.binom.ppf([0.005, 0.995], len(r), 1.0 / n_bins)
+        ax.axhspan(lo, hi, color="0.85", lw=0)
+        ax.axhline(len(r) / n_bins, color="0.5", lw=0.8)
+        ax.bar(np.arange(n_bins), counts, width=0.9, color="#3a6ea5")
+        ax.set_title(name, fontsize=7)
+        ax.tick_params(labelsize=6)
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    from forecast.atomic import atomic_path
+
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+# -- one replication -----------------------------------------------------------------------------------------------
+
+
+def replicate(rep: int, settings: dict[str, Any]) -> dict[str, Any]:
+    """Draw θ̃ from the prior, simulate a panel, fit it, return the ranks and the fit's diagnostics."""
+    from forecast.fitting import fit
+
+    from forecast.inputs import ModelOptions
+
+    seed = int(settings["seed"]) * 1000 + rep
+    rng = np.random.default_rng(seed)
+    panel, truth = simulate_from_prior(settings["periods"], seed)
+    t0 = time.perf_counter()
+    result = fit(
+        panel, seed=seed, draws=settings["draws"], tune=settings["tune"], chains=settings["chains"],
+        options=ModelOptions(use_labels=False), progress=False,
+    )
+    elapsed = time.perf_counter() - t0
+    posterior = result.posterior
+    draws = {name: posterior[name].values for name in KEY_VARIABLES if name in posterior}
+    ranks = sbc_ranks(draws, {k: v for k, v in truth.items() if k in KEY_VARIABLES}, settings["n_keep"], rng)
+    diag = result.diagnostics
+    return {
+        "rep": rep, "seed": seed, "seconds": elapsed, "converged": bool(result.converged),
+        "max_rhat": diag.get("max_rhat"), "min_ess_bulk": diag.get("min_ess_bulk"),
+        "divergences": diag.get("divergences"), "label_switching": diag.get("label_switching"),
+        "ranks": ranks,
+    }
+
+
+def simulate_from_prior(n_periods: int, seed: int) -> tuple[Any, dict[str, np.ndarray]]:
+    """A panel simulated from parameters drawn from the default prior, and those parameters."""
+    from forecast.simulate import simulate_panel
+
+    params = draw_prior(n_periods, seed)
+    panel, _, true_params = simulate_panel(n_periods, seed=seed, params=params)
+    return panel, {k: np.asarray(v) for k, v in true_params.items()}
+
+
+def draw_prior(n_periods: int, seed: int) -> dict[str, np.ndarray]:
+    """One draw of every model parameter from the default prior set."""
+    from forecast.simulate import draw_prior_params
+
+    return draw_prior_params(seed=seed, n_periods=n_periods)
+
+
+# -- driver --------------------------------------------------------------------------------------------------------
+
+
+def run_all(reps: Iterable[int], settings: dict[str, Any], scheduler: str | None, workers: int) -> list[dict]:
+    """Run replications sequentially, on a local Dask cluster (``workers`` > 0) or on ``scheduler``."""
+    reps = list(reps)
+    if scheduler is None and workers <= 0:
+        out = []
+        for i, rep in enumerate(reps):
+            out.append(_safe(replicate, rep, settings))
+            _progress(i + 1, len(reps), out[-1])
+        return out
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)
+        client = Client(cluster)
+    else:
+        client = Client(scheduler)
+    try:
+        futures = [client.submit(_safe, replicate, rep, settings, pure=False) for rep in reps]
+        out = []
+        for i, future in enumerate(as_completed(futures)):
+            out.append(future.result())
+            _progress(i + 1, len(reps), out[-1])
+        return sorted(out, key=lambda r: r["rep"])
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _safe(fn: Callable[..., dict], rep: int, settings: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return fn(rep, settings)
+    except Exception as exc:  # a failed replication is reported, not hidden, and does not stop the study
+        return {"rep": rep, "error": f"{type(exc).__name__}: {exc}", "ranks": {}}
+
+
+def _progress(done: int, total: int, last: dict[str, Any]) -> None:
+    what = last.get("error") or (f"{last['seconds']:.0f}s, converged={last['converged']}, "
+                                 f"max R-hat {last['max_rhat']}, divergences {last['divergences']}")
+    print(f"[sbc] {done}/{total} replication {last['rep']}: {what}", file=sys.stderr, flush=True)
+
+
+def summarise(results: list[dict], settings: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Write ranks, uniformity tests, diagnostics, the histogram PNG and a JSON summary to ``out``."""
+    from forecast.atomic import write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    ok = [r for r in results if "error" not in r]
+    ranks = pd.DataFrame([{"rep": r["rep"], "parameter": k, "rank": v} for r in ok for k, v in r["ranks"].items()])
+    reps = pd.DataFrame([{k: v for k, v in r.items() if k != "ranks"} for r in results])
+    write_text(out / "replications.csv", reps.to_csv(index=False))
+    summary: dict[str, Any] = {"settings": settings, "replications": len(results), "failed": len(results) - len(ok)}
+    if ranks.empty:
+        write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+        return summary
+    write_text(out / "ranks.csv", ranks.to_csv(index=False))
+    tests = uniformity(ranks, settings["n_keep"], settings["bins"])
+    write_text(out / "uniformity.csv", tests.to_csv(index=False, float_format="%.4g"))
+    n_par = len(tests)
+    # Bonferroni over parameters: the family-wise 5% threshold for "this parameter is miscalibrated"
+    threshold = 0.05 / n_par
+    pooled_u = (ranks["rank"].to_numpy() + 0.5) / (settings["n_keep"] + 1)
+    summary.update({
+        "parameters": n_par,
+        "bonferroni_threshold": threshold,
+        "rejected_chi2": tests.loc[tests["chi2_p"] < threshold, "parameter"].tolist(),
+        "rejected_ks": tests.loc[tests["ks_p"] < threshold, "parameter"].tolist(),
+        "chi2_p_below_0.05": int((tests["chi2_p"] < 0.05).sum()),
+        "ks_p_below_0.05": int((tests["ks_p"] < 0.05).sum()),
+        "pooled_mean_u": float(pooled_u.mean()),
+        "pooled_share_in_outer_10pct": float(((pooled_u < 0.05) | (pooled_u > 0.95)).mean()),
+        "converged": int(reps.get("converged", pd.Series(dtype=bool)).fillna(False).astype(bool).sum()),
+        "median_seconds": float(reps["seconds"].median()) if "seconds" in reps else None,
+    })
+    plot_rank_histograms(
+        ranks, settings["n_keep"], settings["bins"], out / "rank_histograms.png",
+        f"SBC rank histograms: {len(ok)} replications, L = {settings['n_keep']}, "
+        f"grey = 99% band under uniformity",
+    )
+    write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--periods", type=int, default=60, help="periods per simulated panel")
+    parser.add_argument("--draws", type=int, default=400)
+    parser.add_argument("--tune", type=int, default=400)
+    parser.add_argument("--chains", type=int, default=2)
+    parser.add_argument("--keep", type=int, default=99, help="L: thinned draws per rank (ranks 0..L)")
+    parser.add_argument("--bins", type=int, default=5, help="rank-histogram bins (L + 1 divisible by it)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--scheduler", help="address of a running Dask scheduler")
+    parser.add_argument("--workers", type=int, default=0, help="start a local Dask cluster with this many workers")
+    parser.add_argument("--out", type=Path, default=Path("sbc-results"))
+    args = parser.parse_args(argv)
+    if (args.keep + 1) % args.bins:
+        parser.error("--keep + 1 must be divisible by --bins so that every bin is equally likely")
+    settings = {"periods": args.periods, "draws": args.draws, "tune": args.tune, "chains": args.chains,
+                "n_keep": args.keep, "bins": args.bins, "seed": args.seed, "reps": args.reps}
+    t0 = time.perf_counter()
+    results = run_all(range(args.reps), settings, args.scheduler, args.workers)
+    summary = summarise(results, settings, args.out)
+    summary["total_seconds"] = time.perf_counter() - t0
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
