@@ -30,10 +30,11 @@ as draw-major ones. 4,000 draws × 430 periods × 4 states filter and smooth in 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["forward", "forward_backward", "forward_step", "predict", "smooth"]
+__all__ = ["StickyTransitions", "forward", "forward_backward", "forward_step", "predict", "smooth"]
 
 #: Totals below this are treated as underflow and redone exactly in log space.
 _TINY = 1e-280
@@ -89,8 +90,117 @@ def _exp_obs(log_obs_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.exp(log_obs_t - m[..., None]), m
 
 
+@dataclass(frozen=True)
+class StickyTransitions:
+    """Transition matrices ``log P(s_t = j | s_{t-1} = i) = log_softmax_j(ρ_i [i = j] + g_tj)``, unexpanded.
+
+    This is the model's transition family (:func:`forecast.emissions.transition_model` builds it). Passing it
+    instead of the dense (..., T, K, K) array lets the filter and smoother propagate in O(K) per period and
+    draw instead of O(K²), without ever materialising the matrices.
+
+    Parameters
+    ----------
+    logits : numpy.ndarray
+        (..., T, K) g: the log-odds shift of entering each state in each period (row 0 unused).
+    stickiness : numpy.ndarray
+        (..., K) ρ: the extra log-odds of staying in each state.
+    """
+
+    logits: np.ndarray
+    stickiness: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the equivalent dense array (..., T, K, K)."""
+        batch = np.broadcast_shapes(self.logits.shape[:-2], self.stickiness.shape[:-1])
+        n_periods, k = self.logits.shape[-2:]
+        return (*batch, n_periods, k, k)
+
+    def log_normaliser(self) -> np.ndarray:
+        """(..., T, K) ``log Z_i = log(sum_{j≠i} exp(g_j) + exp(g_i + ρ_i))``, computed without overflow."""
+        return np.moveaxis(self._log_normaliser_time_major(), 0, -2)
+
+    def _log_normaliser_time_major(self) -> np.ndarray:
+        g = np.moveaxis(self.logits, -2, 0)  # (T, ..., K): stickiness broadcasts without a stride mismatch
+        own = g + self.stickiness
+        g_max = _last_max(g)[..., None]
+        row_max = np.maximum(g_max, own)
+        e = np.exp(g - g_max)
+        others = np.maximum(_last_sum(e)[..., None] - e, 0.0)
+        with np.errstate(divide="ignore"):
+            return row_max + np.log(others * np.exp(g_max - row_max) + np.exp(own - row_max))
+
+    def dense(self) -> np.ndarray:
+        """The (..., T, K, K) log transition matrices."""
+        log_z = self.log_normaliser()
+        out = self.logits[..., None, :] - log_z[..., :, None]
+        diag = np.arange(self.logits.shape[-1])
+        out[..., diag, diag] += self.stickiness[..., None, :]
+        return out
+
+
+class _DenseOps:
+    """Per-period propagation with dense (..., T, K, K) log transition matrices."""
+
+    def __init__(self, log_trans: np.ndarray):
+        self.log_trans = log_trans
+        self.shape = log_trans.shape
+
+    def forward(self, t: int, p: np.ndarray) -> np.ndarray:
+        return np.einsum("...i,...ij->...j", p, np.exp(self.log_trans[..., t, :, :]))
+
+    def backward(self, t: int, v: np.ndarray) -> np.ndarray:
+        return np.einsum("...ij,...j->...i", np.exp(self.log_trans[..., t, :, :]), v)
+
+    def log_matrix(self, t: int) -> np.ndarray:
+        return self.log_trans[..., t, :, :]
+
+
+class _StickyOps:
+    """Per-period propagation with :class:`StickyTransitions` in O(K).
+
+    With ``a_j = exp(g_j − c)``, ``w_i = exp(c − log Z_i)`` and ``d_i = exp(g_i + ρ_i − log Z_i)``, the matrix
+    is ``A_ij = w_i a_j`` off the diagonal and ``d_i`` on it, so ``(p A)_j = a_j sum_{i≠j} p_i w_i + p_j d_j``
+    and ``(A v)_i = w_i sum_{j≠i} a_j v_j + d_i v_i``.
+    """
+
+    def __init__(self, trans: StickyTransitions):
+        self.trans = trans
+        self.shape = trans.shape
+        g = np.moveaxis(trans.logits, -2, 0)  # (T, ..., K), time-major memory when emissions made it
+        log_z = trans._log_normaliser_time_major()
+        c = _last_max(g)[..., None]
+        self.a = np.exp(g - c)
+        self.w = np.exp(c - log_z)
+        self.d = np.exp(g + trans.stickiness - log_z)
+        self.log_z = log_z
+
+    def forward(self, t: int, p: np.ndarray) -> np.ndarray:
+        q = p * self.w[t]
+        excl = np.maximum(_last_sum(q)[..., None] - q, 0.0)
+        return self.a[t] * excl + p * self.d[t]
+
+    def backward(self, t: int, v: np.ndarray) -> np.ndarray:
+        r = self.a[t] * v
+        excl = np.maximum(_last_sum(r)[..., None] - r, 0.0)
+        return self.w[t] * excl + self.d[t] * v
+
+    def log_matrix(self, t: int) -> np.ndarray:
+        g = self.trans.logits[..., t, :]
+        out = g[..., None, :] - self.log_z[t][..., :, None]
+        diag = np.arange(g.shape[-1])
+        out[..., diag, diag] += self.trans.stickiness
+        return out
+
+
+def _ops(log_trans: np.ndarray | StickyTransitions) -> _DenseOps | _StickyOps:
+    if isinstance(log_trans, StickyTransitions):
+        return _StickyOps(log_trans)
+    return _DenseOps(np.asarray(log_trans, dtype=float))
+
+
 def _forward_linear(
-    log_init: np.ndarray, log_trans: np.ndarray, log_obs: np.ndarray
+    log_init: np.ndarray, ops: _DenseOps | _StickyOps, log_obs: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scaled forward recursion in linear space.
 
@@ -98,7 +208,7 @@ def _forward_linear(
     (T, ...) of periods whose evidence was impossible and therefore ignored.
     """
     n_periods, k = log_obs.shape[-2:]
-    batch = np.broadcast_shapes(log_init.shape[:-1], log_trans.shape[:-3], log_obs.shape[:-2])
+    batch = np.broadcast_shapes(log_init.shape[:-1], ops.shape[:-3], log_obs.shape[:-2])
     filtered = np.empty((n_periods, *batch, k))  # time-major: each period's slice is contiguous
     loglik_inc = np.empty((n_periods, *batch))
     ignored = np.zeros((n_periods, *batch), dtype=bool)
@@ -107,14 +217,14 @@ def _forward_linear(
             pred, shift = _exp_obs(log_init)
         else:
             # log_trans holds log-probabilities: exp needs no shift; underflow is caught below
-            pred = np.einsum("...i,...ij->...j", filtered[t - 1], np.exp(log_trans[..., t, :, :]))
+            pred = ops.forward(t, filtered[t - 1])
             shift = 0.0
         obs, obs_shift = _exp_obs(log_obs[..., t, :])
         u = pred * obs
         total = _last_sum(u)
         if not total.min() > _TINY:
             u, total, shift, ignored[t] = _rescue(t, total, u, shift, obs_shift, filtered, log_init,
-                                                 log_trans, log_obs, batch)
+                                                 ops, log_obs, batch)
         np.divide(u, total[..., None], out=filtered[t])
         with np.errstate(divide="ignore"):
             loglik_inc[t] = np.log(total) + shift + obs_shift
@@ -122,7 +232,7 @@ def _forward_linear(
     return filtered, loglik_inc, ignored
 
 
-def _rescue(t, total, u, shift, obs_shift, filtered, log_init, log_trans, log_obs, batch):
+def _rescue(t, total, u, shift, obs_shift, filtered, log_init, ops, log_obs, batch):
     """Exact log-space step for the batch entries whose linear-space total underflowed.
 
     Evidence impossible under every reachable state is ignored (filtered = predicted) and flagged.
@@ -138,7 +248,7 @@ def _rescue(t, total, u, shift, obs_shift, filtered, log_init, log_trans, log_ob
             log_pred = np.broadcast_to(log_init, (*batch, k))[bad]
         else:
             log_prev = np.log(filtered[t - 1][bad])
-            log_pred = _propagate(log_prev, np.broadcast_to(log_trans[..., t, :, :], (*batch, k, k))[bad])
+            log_pred = _propagate(log_prev, np.broadcast_to(ops.log_matrix(t), (*batch, k, k))[bad])
     obs_t = np.broadcast_to(log_obs[..., t, :], (*batch, k))[bad]
     log_post, log_inc = _normalise(log_pred + obs_t)
     impossible = ~np.isfinite(log_inc)
@@ -153,7 +263,7 @@ def _rescue(t, total, u, shift, obs_shift, filtered, log_init, log_trans, log_ob
 
 
 def _backward_linear(
-    filtered: np.ndarray, log_trans: np.ndarray, log_obs: np.ndarray, ignored: np.ndarray
+    filtered: np.ndarray, ops: _DenseOps | _StickyOps, log_obs: np.ndarray, ignored: np.ndarray
 ) -> np.ndarray:
     """Scaled backward recursion; returns smoothed probabilities (T, ..., K), time-major."""
     n_periods = filtered.shape[0]
@@ -164,7 +274,7 @@ def _backward_linear(
         obs, _ = _exp_obs(log_obs[..., t, :])
         if any_ignored:
             obs = np.where(ignored[t][..., None], 1.0, obs)
-        beta = np.einsum("...ij,...j->...i", np.exp(log_trans[..., t, :, :]), obs * smoothed[t])
+        beta = ops.backward(t, obs * smoothed[t])
         norm = _last_sum(beta)[..., None]
         if not norm.min() > _TINY:  # degenerate inputs: forget the evidence after t for those entries
             ok = norm > _TINY
@@ -190,8 +300,9 @@ def forward(
     ----------
     log_init : numpy.ndarray
         (..., K) log initial state distribution.
-    log_trans : numpy.ndarray
-        (..., T, K, K) log transition matrices; row t is the transition into period t (t = 0 unused).
+    log_trans : numpy.ndarray or StickyTransitions
+        (..., T, K, K) log transition matrices; row t is the transition into period t (t = 0 unused). A
+        :class:`StickyTransitions` stands for its dense form and is much faster.
     log_obs : numpy.ndarray
         (..., T, K) log evidence per period and state.
 
@@ -212,8 +323,8 @@ def forward(
     >>> bool(np.allclose(np.exp(lf).sum(-1), 1.0))
     True
     """
-    log_init, log_trans, log_obs = _as_arrays(log_init, log_trans, log_obs)
-    filtered, loglik_inc, _ = _forward_linear(log_init, log_trans, log_obs)
+    log_init, ops, log_obs = _as_arrays(log_init, log_trans, log_obs)
+    filtered, loglik_inc, _ = _forward_linear(log_init, ops, log_obs)
     return _time_last(_log(filtered), 2), _time_last(loglik_inc, 1)
 
 
@@ -236,9 +347,9 @@ def forward_backward(
     log_smoothed : numpy.ndarray
         (..., T, K) as from :func:`smooth`.
     """
-    log_init, log_trans, log_obs = _as_arrays(log_init, log_trans, log_obs)
-    filtered, loglik_inc, ignored = _forward_linear(log_init, log_trans, log_obs)
-    smoothed = _backward_linear(filtered, log_trans, log_obs, ignored)
+    log_init, ops, log_obs = _as_arrays(log_init, log_trans, log_obs)
+    filtered, loglik_inc, ignored = _forward_linear(log_init, ops, log_obs)
+    smoothed = _backward_linear(filtered, ops, log_obs, ignored)
     return _time_last(_log(filtered), 2), _time_last(loglik_inc, 1), _time_last(_log(smoothed), 2)
 
 
@@ -249,7 +360,7 @@ def smooth(log_init: np.ndarray, log_trans: np.ndarray, log_obs: np.ndarray) -> 
     ----------
     log_init : numpy.ndarray
         (..., K) log initial state distribution.
-    log_trans : numpy.ndarray
+    log_trans : numpy.ndarray or StickyTransitions
         (..., T, K, K) log transition matrices (row t = transition into period t).
     log_obs : numpy.ndarray
         (..., T, K) log evidence.
@@ -273,7 +384,7 @@ def predict(log_filtered_last: np.ndarray, log_trans_future: np.ndarray) -> np.n
     ----------
     log_filtered_last : numpy.ndarray
         (..., K) log filtered distribution of the last observed period.
-    log_trans_future : numpy.ndarray
+    log_trans_future : numpy.ndarray or StickyTransitions
         (..., H, K, K) log transition matrices into the future periods: index h is the transition into period
         ``last + h + 1``.
 
@@ -283,16 +394,14 @@ def predict(log_filtered_last: np.ndarray, log_trans_future: np.ndarray) -> np.n
         (..., H, K) ``log P(s_{last+h+1} = k | y_1..last)``.
     """
     log_p = np.asarray(log_filtered_last, dtype=float)
-    log_trans_future = np.asarray(log_trans_future, dtype=float)
-    if log_trans_future.shape[-1] != log_p.shape[-1] or log_trans_future.shape[-2] != log_p.shape[-1]:
-        raise ValueError(
-            f"log_trans_future {log_trans_future.shape} does not match {log_p.shape[-1]} states"
-        )
-    horizon = log_trans_future.shape[-3]
-    batch = np.broadcast_shapes(log_p.shape[:-1], log_trans_future.shape[:-3])
+    ops = _ops(log_trans_future)
+    if ops.shape[-1] != log_p.shape[-1] or ops.shape[-2] != log_p.shape[-1]:
+        raise ValueError(f"log_trans_future {ops.shape} does not match {log_p.shape[-1]} states")
+    horizon = ops.shape[-3]
+    batch = np.broadcast_shapes(log_p.shape[:-1], ops.shape[:-3])
     out = np.empty((*batch, horizon, log_p.shape[-1]))
     for h in range(horizon):
-        log_p = _propagate(log_p, log_trans_future[..., h, :, :])
+        log_p = _propagate(log_p, ops.log_matrix(h))
         log_p, _ = _normalise(log_p)  # exact already; removes rounding drift over long horizons
         out[..., h, :] = log_p
     return out
@@ -323,22 +432,22 @@ def forward_step(
     return _condition(log_pred, np.asarray(log_obs, dtype=float))
 
 
-def _check_shapes(log_init: np.ndarray, log_trans: np.ndarray, log_obs: np.ndarray) -> None:
-    if log_obs.ndim < 2 or log_trans.ndim < 3 or log_init.ndim < 1:
+def _check_shapes(log_init: np.ndarray, trans_shape: tuple[int, ...], log_obs: np.ndarray) -> None:
+    if log_obs.ndim < 2 or len(trans_shape) < 3 or log_init.ndim < 1:
         raise ValueError("expected log_init (..., K), log_trans (..., T, K, K) and log_obs (..., T, K)")
     n_periods, k = log_obs.shape[-2:]
-    if log_init.shape[-1] != k or log_trans.shape[-3:] != (n_periods, k, k):
+    if log_init.shape[-1] != k or tuple(trans_shape[-3:]) != (n_periods, k, k):
         raise ValueError(
-            f"inconsistent shapes: log_init {log_init.shape}, log_trans {log_trans.shape}, log_obs {log_obs.shape}"
+            f"inconsistent shapes: log_init {log_init.shape}, log_trans {trans_shape}, log_obs {log_obs.shape}"
         )
 
 
 def _as_arrays(log_init, log_trans, log_obs):
     log_init = np.asarray(log_init, dtype=float)
-    log_trans = np.asarray(log_trans, dtype=float)
     log_obs = np.asarray(log_obs, dtype=float)
-    _check_shapes(log_init, log_trans, log_obs)
-    return log_init, log_trans, log_obs
+    ops = _ops(log_trans)
+    _check_shapes(log_init, ops.shape, log_obs)
+    return log_init, ops, log_obs
 
 
 def _log(p: np.ndarray) -> np.ndarray:

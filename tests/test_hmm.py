@@ -176,3 +176,42 @@ def test_time_major_memory_layout_gives_same_result():
     for a, b in zip(hmm.forward_backward(log_init, log_trans, log_obs),
                     hmm.forward_backward(log_init, tm_trans, tm_obs), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def sticky_chain(rng, n_periods, batch=(3,)):
+    logits = rng.normal(scale=1.5, size=(*batch, n_periods, K))
+    stickiness = rng.normal(1.0, 2.0, size=(*batch, K))  # some negative: states that tend to be left
+    return hmm.StickyTransitions(logits=logits, stickiness=stickiness)
+
+
+@pytest.mark.parametrize("seed", [40, 41, 42])
+def test_sticky_transitions_match_dense_and_enumeration(seed):
+    rng = np.random.default_rng(seed)
+    n_periods = 5
+    trans = sticky_chain(rng, n_periods)
+    dense = trans.dense()
+    # dense form: log_softmax of the logits with stickiness on the diagonal
+    logits = trans.logits[..., None, :] + np.eye(K) * trans.stickiness[:, None, None, :]
+    np.testing.assert_allclose(dense, logits - logsumexp(logits, axis=-1, keepdims=True), atol=1e-12)
+    log_init = np.log(rng.dirichlet(np.ones(K), size=3))
+    log_obs = rng.normal(scale=2.0, size=(3, n_periods, K))
+    lf, inc, ls = hmm.forward_backward(log_init, trans, log_obs)
+    for b in range(3):
+        f, s, i = brute_force(log_init[b], dense[b], log_obs[b])
+        np.testing.assert_allclose(lf[b], f, atol=TOL, rtol=0)
+        np.testing.assert_allclose(ls[b], s, atol=TOL, rtol=0)
+        np.testing.assert_allclose(inc[b], i, atol=TOL, rtol=0)
+    np.testing.assert_allclose(hmm.predict(lf[:, -1], trans), hmm.predict(lf[:, -1], dense), atol=TOL, rtol=0)
+
+
+def test_sticky_transitions_with_hard_labels():
+    rng = np.random.default_rng(43)
+    trans = sticky_chain(rng, 6, batch=())
+    log_init = np.log(rng.dirichlet(np.ones(K)))
+    log_obs = rng.normal(size=(6, K))
+    log_obs[3, [0, 2, 3]] = -np.inf
+    lf, inc, ls = hmm.forward_backward(log_init, trans, log_obs)
+    f, s, i = brute_force(log_init, trans.dense(), log_obs)
+    np.testing.assert_allclose(np.exp(lf), np.exp(f), atol=TOL, rtol=0)
+    np.testing.assert_allclose(np.exp(ls), np.exp(s), atol=TOL, rtol=0)
+    np.testing.assert_allclose(inc, i, atol=TOL, rtol=0)
