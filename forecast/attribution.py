@@ -286,7 +286,7 @@ class _Vintages:
         self.prev_log_w = (np.full(self.n_draws, -np.log(self.n_draws)) if previous_log_weights is None
                            else np.asarray(previous_log_weights, dtype=float))
         self.log_init = emissions.log_initial(self.params)
-        log_trans = emissions.log_transitions(self.params, self.prev_inputs)
+        log_trans = emissions.transition_model(self.params, self.prev_inputs.x_std)
         log_obs = emissions.log_emission(self.params, self.prev_inputs)
         self.report_filt, _ = hmm.forward(self.log_init, log_trans, log_obs)
         if self.options.use_labels and np.any(self.prev_inputs.label >= 0):
@@ -310,7 +310,7 @@ class _Vintages:
         if t0 == 0:
             from forecast import emissions
 
-            log_trans = emissions.log_transitions(self.params, inputs)
+            log_trans = emissions.transition_model(self.params, inputs.x_std)
             log_obs = emissions.log_emission(self.params, inputs)
             report, inc_r = hmm.forward(self.log_init, log_trans, log_obs)
             if self.options.use_labels and np.any(inputs.label >= 0):

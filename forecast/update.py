@@ -568,7 +568,7 @@ def filter_history(params: dict[str, np.ndarray], inputs: ModelInputs, use_label
     from forecast import emissions
 
     log_init = emissions.log_initial(params)
-    log_trans = emissions.log_transitions(params, inputs)
+    log_trans = emissions.transition_model(params, inputs.x_std)  # unexpanded: O(K) per period and draw
     log_obs = emissions.log_emission(params, inputs)
     filt, inc = hmm.forward(log_init, log_trans, log_obs)
     if use_labels and np.any(inputs.label >= 0):

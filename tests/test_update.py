@@ -405,3 +405,82 @@ class TestWeightedSummary:
         log_w = np.log(np.array([0.0, 0.0, 1.0, 0.0]) + 1e-300)
         mean, lower, upper = up.weighted_summary(values, log_w)
         assert np.allclose(mean, values[2]) and np.allclose(lower, values[2]) and np.allclose(upper, values[2])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the command line, on the bundled data
+# ----------------------------------------------------------------------------------------------------------------
+def plausible_truth(panel: xr.Dataset) -> dict:
+    """Parameters of the right shapes and signs for any panel (loadings follow the catalog's directions)."""
+    kinds = np.array(panel["kind"].values.tolist())
+    rate = np.array([np.nanmean(panel["y"].values[:, i]) if k == "count" else 0.0 for i, k in enumerate(kinds)])
+    direction = np.stack([panel["direction_us"].values, panel["direction_relations"].values], axis=1).astype(float)
+    return {
+        "intercept": np.where(kinds == "count", np.log(rate + 0.05), 0.0),
+        "loading": np.concatenate([np.where(direction == 0, 0.1, 0.6 * direction), np.zeros((len(kinds), 1))], 1),
+        "nb_alpha": np.full((kinds == "count").sum(), 2.0),
+        "level_sigma": np.full((kinds == "level").sum(), 0.5),
+        "stickiness": np.full(4, 3.5),
+        "driver_effect": np.tile([0.2, 0.1], (panel.sizes["driver"], 1)),
+        "init_prob": np.full(4, 0.25),
+    }
+
+
+@pytest.fixture(scope="module")
+def bundled(tmp_path_factory):
+    from forecast.dataset import load_dataset
+    from forecast.fitfile import save_fit
+    from forecast.panel import build_panel
+    from forecast.paths import bundled_data_dir
+
+    panel = build_panel(load_dataset(bundled_data_dir()), "M")
+    old = panel.isel(period=slice(0, panel.sizes["period"] - 1))
+    old.attrs = dict(panel.attrs)
+    tmp = tmp_path_factory.mktemp("bundled")
+    truth = plausible_truth(panel)
+    good = save_fit(synthetic_fit(old, truth, chains=2, draws=300, spread=0.05, use_labels=True), tmp / "fit.nc")
+    name = panel["signal"].values.tolist()[0]
+    revised = with_cell(panel, 5, name, float(panel["y"].sel(signal=name).values[5]) + 1)
+    stale = save_fit(synthetic_fit(revised, truth, chains=2, draws=100, use_labels=True), tmp / "stale.nc")
+    return {"dir": bundled_data_dir(), "fit": good, "stale": stale, "tmp": tmp, "panel": panel}
+
+
+def run_cli(*args: str):
+    from typer.testing import CliRunner
+
+    import forecast.cli.update  # noqa: F401  (registers the command)
+    from forecast.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+class TestCommand:
+    def test_update_prints_path_diagnostics_probabilities_and_writes_json_and_file(self, bundled):
+        out, saved = bundled["tmp"] / "u.json", bundled["tmp"] / "u.nc"
+        res = run_cli("update", "--fit", str(bundled["fit"]), "--data", str(bundled["dir"]), "--json", str(out),
+                      "--save", str(saved), "--min-ess", "150")  # 600 synthetic draws
+        assert res.exit_code == 0, res.output
+        import json
+
+        payload = json.loads(out.read_text())
+        assert payload["path"] == "update"
+        last = str(pd.Timestamp(bundled["panel"]["period"].values[-1]).date())
+        assert payload["periods_absorbed"] == [last]
+        assert "path: update" in res.output and "Pareto k-hat" in res.output
+        for scenario in ("trilateral", "bilateral_alliances", "direct_bilateral", "multilateral"):
+            assert scenario in res.output
+        assert {r["horizon"] for r in payload["forecast"]} == set(range(1, 13))
+        current = [r for r in payload["filtered"] if r["period"] == last]
+        assert sum(r["mean"] for r in current) == pytest.approx(1.0)
+        assert up.load_update(saved).to_dict() == payload
+
+    def test_revised_data_say_refit_required_with_exit_3(self, bundled):
+        res = run_cli("update", "--fit", str(bundled["stale"]), "--data", str(bundled["dir"]))
+        assert res.exit_code == 3, res.output
+        assert "refit_required" in res.output and "changed" in res.output
+
+    def test_missing_fit_is_a_user_error(self, bundled):
+        from forecast.errors import FitFileError
+
+        res = run_cli("update", "--fit", str(bundled["tmp"] / "absent.nc"), "--data", str(bundled["dir"]))
+        assert isinstance(res.exception, FitFileError)
