@@ -415,7 +415,14 @@ def _validate(doc: dict[str, Any], text: str, file: str) -> Catalog:
             indicator = indicator.model_copy(update={"coverage_stop": stop})
         indicators.append(indicator)
     if problems:
-        raise DataValidationError(problems)
+        error = DataValidationError(problems)
+        # What could be validated, so that the data files can still be checked against the sound entries.
+        error.partial_catalog = (  # type: ignore[attr-defined]
+            Catalog(indicators=tuple(indicators), observed_through=observed_through, path=file, text=text)
+            if observed_through is not None else None
+        )
+        error.unchecked_ids = frozenset(seen_ids) - {i.id for i in indicators}  # type: ignore[attr-defined]
+        raise error
     assert observed_through is not None
     logger.debug("catalog %s: %d indicators, observed through %s", file, len(indicators), observed_through)
     return Catalog(indicators=tuple(indicators), observed_through=observed_through, path=file, text=text)

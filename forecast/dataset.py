@@ -163,12 +163,15 @@ def load_dataset(data_dir: str | Path) -> Dataset:
                                            "pass --data with a directory holding catalog.toml and observations/")])
     problems: list[Problem] = []
     catalog: Catalog | None
+    unchecked: frozenset[str] = frozenset()
     try:
         catalog = load_catalog(data_dir / CATALOG_FILE)
     except DataValidationError as exc:
         problems.extend(exc.problems)
-        catalog = None
-    observations = collect_observations(data_dir, catalog, problems)
+        # Check the data files against the catalog entries that are sound.
+        catalog = getattr(exc, "partial_catalog", None)
+        unchecked = getattr(exc, "unchecked_ids", frozenset())
+    observations = collect_observations(data_dir, catalog, problems, unchecked)
     labels = collect_labels(data_dir / LABELS_FILE, problems)
     if problems:
         raise DataValidationError(sort_problems(problems))

@@ -165,7 +165,8 @@ def _parse_day(text: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
     return parsed, ~shape_ok, impossible
 
 
-def read_observation_file(path: str | Path, catalog: Catalog | None, problems: list[Problem]) -> pd.DataFrame:
+def read_observation_file(path: str | Path, catalog: Catalog | None, problems: list[Problem],
+                          unchecked_ids: frozenset[str] = frozenset()) -> pd.DataFrame:
     """Read one observation CSV, appending its problems to ``problems``.
 
     Parameters
@@ -176,6 +177,8 @@ def read_observation_file(path: str | Path, catalog: Catalog | None, problems: l
         The validated catalog; None skips the checks that need it (indicator ids, coverage, kinds).
     problems : list of Problem
         Problems found are appended here.
+    unchecked_ids : frozenset of str, optional
+        Ids of catalog entries that failed validation: their rows get only the checks that need no catalog.
 
     Returns
     -------
@@ -222,8 +225,9 @@ def read_observation_file(path: str | Path, catalog: Catalog | None, problems: l
 
     if catalog is not None:
         known = indicator.isin(list(catalog.ids)).to_numpy()
+        unchecked = indicator.isin(list(unchecked_ids)).to_numpy()
         ids = ", ".join(catalog.ids)
-        _emit(problems, file, frame, ~known, "indicator", "unknown indicator",
+        _emit(problems, file, frame, ~known & ~unchecked, "indicator", "unknown indicator",
               f"use an id from {catalog.path or 'catalog.toml'} ({ids}) or add a catalog entry")
         meta = pd.DataFrame(
             {
@@ -340,7 +344,8 @@ def observation_files(data_dir: str | Path) -> list[Path]:
     return files
 
 
-def collect_observations(data_dir: str | Path, catalog: Catalog | None, problems: list[Problem]) -> pd.DataFrame:
+def collect_observations(data_dir: str | Path, catalog: Catalog | None, problems: list[Problem],
+                         unchecked_ids: frozenset[str] = frozenset()) -> pd.DataFrame:
     """Read every observation file of ``data_dir``, appending all problems to ``problems``.
 
     Parameters
@@ -348,9 +353,12 @@ def collect_observations(data_dir: str | Path, catalog: Catalog | None, problems
     data_dir : str or pathlib.Path
         The data directory.
     catalog : Catalog or None
-        The validated catalog, or None if it failed (catalog-dependent checks are skipped).
+        The validated catalog (or its sound entries), or None if it could not be read: catalog-dependent
+        checks are then skipped.
     problems : list of Problem
         Problems found are appended here.
+    unchecked_ids : frozenset of str, optional
+        Ids of catalog entries that failed validation (their rows are not reported as unknown indicators).
 
     Returns
     -------
@@ -364,7 +372,7 @@ def collect_observations(data_dir: str | Path, catalog: Catalog | None, problems
         return _empty_observations()
     paths = observation_files(data_dir)
     n_before = len(problems)
-    frames = [read_observation_file(path, catalog, problems) for path in paths]
+    frames = [read_observation_file(path, catalog, problems, unchecked_ids) for path in paths]
     frames = [f for f in frames if not f.empty]
     if not frames:
         if len(problems) == n_before:

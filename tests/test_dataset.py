@@ -113,3 +113,16 @@ def test_summary_marks_years_outside_coverage(tiny_data_dir):
     per_year = load_dataset(tiny_data_dir).summary()["per_year"]
     assert pd.isna(per_year.loc[2020, "talks"]) and per_year.loc[2021, "talks"] == 1
     assert per_year.loc[2020, "disputes"] == 1
+
+
+def test_rows_are_still_checked_against_the_sound_catalog_entries(tiny_data_dir):
+    catalog = tiny_data_dir / "catalog.toml"
+    catalog.write_text(catalog.read_text(encoding="utf-8").replace('kind = "level"', 'kind = "levels"'),
+                       encoding="utf-8")
+    signals = tiny_data_dir / "observations" / "signals.csv"
+    signals.write_text(signals.read_text(encoding="utf-8") + "2021-03-01,talks,1.5,src,\n", encoding="utf-8")
+    with pytest.raises(DataValidationError) as info:
+        load_dataset(tiny_data_dir)
+    where = [(Path(p.file).name, p.column) for p in info.value.problems]
+    # the broken troops entry is reported once; its rows are not "unknown indicators"; talks is still checked
+    assert where == [("catalog.toml", "kind"), ("signals.csv", "value")]
