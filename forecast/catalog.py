@@ -373,6 +373,11 @@ def _validate(doc: dict[str, Any], text: str, file: str) -> Catalog:
         entry_line, keys = positions[index] if index < len(positions) else (None, {})
         entry_id = entry.get("id") if isinstance(entry.get("id"), str) else ""
         id_line = keys.get("id", entry_line)
+        if "coverage_stop" in entry:
+            problems.append(Problem(file, keys.get("coverage_stop", id_line), "coverage_stop", None,
+                                    f"indicator {entry_id!r} has an unknown field 'coverage_stop'",
+                                    "use coverage_end for the last covered day"))
+            entry = {k: v for k, v in entry.items() if k != "coverage_stop"}
         try:
             indicator = Indicator.model_validate(entry)
         except ValidationError as exc:

@@ -173,3 +173,9 @@ def test_top_level_problems(tmp_path):
 def test_utf8_bom_is_tolerated(tmp_path):
     catalog = load_catalog(_write(tmp_path, b"\xef\xbb\xbf" + TINY_CATALOG.encode("utf-8")))
     assert len(catalog) == 4
+
+
+def test_coverage_stop_is_not_a_catalog_field(tmp_path):
+    text = TINY_CATALOG.replace("coverage_end = 2021-12-31", "coverage_stop = 2021-12-31")
+    (p,) = _problems(_write(tmp_path, text))
+    assert p.column == "coverage_stop" and p.line == _line_of(text, "coverage_stop")

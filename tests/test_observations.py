@@ -312,3 +312,9 @@ def test_valid_generated_rows_always_load_with_their_values(tmp_path, rows, note
         assert math.isclose(got["value"], float(v), rel_tol=1e-12)
         assert got["note"] == note
     assert np.all(np.isfinite(obs["value"]))
+
+
+def test_line_numbers_count_physical_lines_with_crlf_and_multiline_notes(tmp_path):
+    text = HEADER + '2020-02-01,talks,1,src,"two\nlines"\n2020-02-30,talks,1,src,\n'
+    (p,) = _obs_problems(tmp_path, {"w.csv": text.replace("\n", "\r\n").encode("utf-8")})
+    assert (p.line, p.column) == (4, "date")
