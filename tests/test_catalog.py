@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from pathlib import Path
 
 import pytest
 from conftest import TINY_CATALOG
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from forecast.catalog import Catalog, Indicator, load_catalog
 from forecast.errors import DataValidationError
@@ -179,3 +182,26 @@ def test_coverage_stop_is_not_a_catalog_field(tmp_path):
     text = TINY_CATALOG.replace("coverage_end = 2021-12-31", "coverage_stop = 2021-12-31")
     (p,) = _problems(_write(tmp_path, text))
     assert p.column == "coverage_stop" and p.line == _line_of(text, "coverage_stop")
+
+
+_LINES = TINY_CATALOG.splitlines(keepends=True)
+
+
+@settings(max_examples=80, deadline=None)
+@given(content=st.one_of(
+    st.binary(max_size=200),
+    st.text(max_size=200),
+    # the valid catalog with random lines dropped and one line replaced by arbitrary text
+    st.tuples(st.sets(st.integers(0, len(_LINES) - 1), max_size=6), st.integers(0, len(_LINES) - 1),
+              st.text(max_size=30))
+    .map(lambda t: "".join(t[2] + "\n" if i == t[1] else line for i, line in enumerate(_LINES) if i not in t[0])),
+))
+def test_catalog_loader_raises_only_data_validation_errors(content):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _write(Path(tmp), content)
+        try:
+            catalog = load_catalog(path)
+        except DataValidationError as exc:
+            assert exc.problems and all(p.fix and p.file == str(path) for p in exc.problems)
+        else:
+            assert all(i.coverage_stop is not None for i in catalog)
