@@ -154,8 +154,8 @@ def main() -> None:
 
         def command() -> None:
             done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
-            if done.returncode not in (0, 3):
-                raise RuntimeError(f"forecast update failed ({done.returncode}):\n{done.stderr}")
+            if done.returncode != 0 or "path: update" not in done.stdout:
+                raise RuntimeError(f"forecast update did not update ({done.returncode}):\n{done.stdout}{done.stderr}")
 
         t_command = best_of(args.repeat, command)
 

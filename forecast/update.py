@@ -570,10 +570,15 @@ def filter_history(params: dict[str, np.ndarray], inputs: ModelInputs, use_label
     log_init = emissions.log_initial(params)
     log_trans = emissions.transition_model(params, inputs.x_std)  # unexpanded: O(K) per period and draw
     log_obs = emissions.log_emission(params, inputs)
-    filt, inc = hmm.forward(log_init, log_trans, log_obs)
     if use_labels and np.any(inputs.label >= 0):
-        filt_w, inc_w = hmm.forward(log_init, log_trans, log_obs + inputs.label_log_evidence())
-        return BaseFiltered(weight_last=filt_w[:, -1, :], report_last=filt[:, -1, :], loglik_inc=inc_w)
+        # both filters in one pass: a leading axis of 2 (evidence only, evidence + labels) broadcast against the
+        # transitions, so the transition normalisers are computed once; time-major memory for the period loop
+        stacked = np.empty((inputs.n_periods, 2, *log_obs.shape[:1], log_obs.shape[-1]))
+        stacked[:, 0] = np.moveaxis(log_obs, 1, 0)
+        stacked[:, 1] = stacked[:, 0] + inputs.label_log_evidence()[:, None, :]
+        filt, inc = hmm.forward(log_init, log_trans, np.moveaxis(stacked, 0, 2))
+        return BaseFiltered(weight_last=filt[1, :, -1, :], report_last=filt[0, :, -1, :], loglik_inc=inc[1])
+    filt, inc = hmm.forward(log_init, log_trans, log_obs)
     return BaseFiltered(weight_last=filt[:, -1, :], report_last=filt[:, -1, :], loglik_inc=inc)
 
 
