@@ -31,7 +31,7 @@ import xarray as xr
 from scipy.special import gammaln
 
 from forecast.errors import ConfigError
-from forecast.hmm import StickyTransitions
+from forecast.hmm import StickyTransitions, single_threaded_blas
 from forecast.inputs import ModelInputs
 from forecast.scenarios import EFFECT_MATRIX, EFFECTS, FACTOR_MATRIX, FACTORS, N_SCENARIOS, SCENARIOS
 
@@ -243,6 +243,12 @@ def log_emission(params: dict[str, np.ndarray], inputs: ModelInputs) -> np.ndarr
         const -= 0.5 * _LOG_2PI * mask.sum(axis=1)
     if not left:
         return np.zeros((n, n_periods, N_SCENARIOS))
+    with single_threaded_blas():
+        return _combine(left, right, left_si, right_si, const, inputs, params, partial_cells)
+
+
+def _combine(left, right, left_si, right_si, const, inputs, params, partial_cells) -> np.ndarray:
+    """Evaluate the products collected by :func:`log_emission`; (N, T, K) view of time-major memory."""
     out = _gemm_tn(np.concatenate(left, axis=1), np.concatenate(right, axis=1))  # (T, N, K)
     independent = _gemm_tn(np.concatenate(left_si, axis=1), np.concatenate(right_si, axis=1))  # (T, N)
     independent += const[:, None]

@@ -29,16 +29,46 @@ as draw-major ones. 4,000 draws × 430 periods × 4 states filter and smooth in 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["StickyTransitions", "forward", "forward_backward", "forward_step", "predict", "smooth"]
+__all__ = [
+    "StickyTransitions", "forward", "forward_backward", "forward_step", "predict", "single_threaded_blas", "smooth",
+]
 
 #: Totals below this are treated as underflow and redone exactly in log space.
 _TINY = 1e-280
 _BIG = 1e300
+
+
+_BLAS_CONTROLLER = None
+
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Run BLAS single-threaded inside the block.
+
+    The recursions make thousands of small matrix products; OpenBLAS threads only add synchronisation to them,
+    and on a busy two-core machine they made the filter several times slower. Uses ``threadpoolctl`` when it
+    is installed and does nothing otherwise.
+    """
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - threadpoolctl is a dependency of the scientific stack
+            _BLAS_CONTROLLER = False
+        else:
+            _BLAS_CONTROLLER = ThreadpoolController()
+    if not _BLAS_CONTROLLER:
+        yield
+        return
+    with _BLAS_CONTROLLER.limit(limits=1, user_api="blas"):
+        yield
 
 
 def _finite_max(a: np.ndarray, axis: int) -> np.ndarray:
@@ -167,13 +197,30 @@ class _StickyOps:
     def __init__(self, trans: StickyTransitions):
         self.trans = trans
         self.shape = trans.shape
+        self._log_z: np.ndarray | None = None
         g = np.moveaxis(trans.logits, -2, 0)  # (T, ..., K), time-major memory when emissions made it
-        log_z = trans._log_normaliser_time_major()
-        c = _last_max(g)[..., None]
-        self.a = np.exp(g - c)
-        self.w = np.exp(c - log_z)
-        self.d = np.exp(g + trans.stickiness - log_z)
-        self.log_z = log_z
+        rho = np.asarray(trans.stickiness, dtype=float)
+        if g.size and max(-g.min(), g.max()) < 300.0 and rho.max(initial=0.0) < 300.0:
+            # c = 0 and Z_i = sum_{j≠i} a_j + a_i exp(ρ_i): one exp over the big array, no logs
+            self.a = np.exp(g)
+            self.w = np.multiply(self.a, np.expm1(rho))
+            self.w += _last_sum(self.a)[..., None]
+            np.reciprocal(self.w, out=self.w)
+            self.d = self.a * np.exp(rho)
+            self.d *= self.w
+        else:  # extreme logits: shift by the largest logit of each row and work through log Z
+            log_z = trans._log_normaliser_time_major()
+            c = _last_max(g)[..., None]
+            self.a = np.exp(g - c)
+            self.w = np.exp(c - log_z)
+            self.d = np.exp(g + rho - log_z)
+            self._log_z = log_z
+
+    @property
+    def log_z(self) -> np.ndarray:
+        if self._log_z is None:
+            self._log_z = self.trans._log_normaliser_time_major()
+        return self._log_z
 
     def forward(self, t: int, p: np.ndarray) -> np.ndarray:
         q = p * self.w[t]
@@ -323,8 +370,9 @@ def forward(
     >>> bool(np.allclose(np.exp(lf).sum(-1), 1.0))
     True
     """
-    log_init, ops, log_obs = _as_arrays(log_init, log_trans, log_obs)
-    filtered, loglik_inc, _ = _forward_linear(log_init, ops, log_obs)
+    with single_threaded_blas():
+        log_init, ops, log_obs = _as_arrays(log_init, log_trans, log_obs)
+        filtered, loglik_inc, _ = _forward_linear(log_init, ops, log_obs)
     return _time_last(_log(filtered), 2), _time_last(loglik_inc, 1)
 
 
@@ -347,9 +395,10 @@ def forward_backward(
     log_smoothed : numpy.ndarray
         (..., T, K) as from :func:`smooth`.
     """
-    log_init, ops, log_obs = _as_arrays(log_init, log_trans, log_obs)
-    filtered, loglik_inc, ignored = _forward_linear(log_init, ops, log_obs)
-    smoothed = _backward_linear(filtered, ops, log_obs, ignored)
+    with single_threaded_blas():
+        log_init, ops, log_obs = _as_arrays(log_init, log_trans, log_obs)
+        filtered, loglik_inc, ignored = _forward_linear(log_init, ops, log_obs)
+        smoothed = _backward_linear(filtered, ops, log_obs, ignored)
     return _time_last(_log(filtered), 2), _time_last(loglik_inc, 1), _time_last(_log(smoothed), 2)
 
 
