@@ -648,7 +648,9 @@ def weighted_table(probs: np.ndarray, log_weights: np.ndarray, periods: np.ndarr
     pandas.DataFrame
         ``period, scenario, mean, lower, upper``, one row per period and scenario.
     """
-    mean, lower, upper = weighted_summary(probs, log_weights)
+    from forecast.probabilities import summarise_draws
+
+    mean, lower, upper = summarise_draws(probs, log_weights, interval=INTERVAL)
     m = probs.shape[1]
     return pd.DataFrame({
         "period": np.repeat(pd.DatetimeIndex(periods), len(SCENARIOS)),
@@ -659,50 +661,13 @@ def weighted_table(probs: np.ndarray, log_weights: np.ndarray, periods: np.ndarr
     })
 
 
-def weighted_summary(values: np.ndarray, log_weights: np.ndarray, interval: float = INTERVAL
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Weighted mean and equal-tailed interval over the leading (draw) axis.
-
-    Parameters
-    ----------
-    values : numpy.ndarray
-        (N, ...) per-draw values.
-    log_weights : numpy.ndarray
-        (N,) log weights (normalised or not).
-    interval : float, optional
-        Probability mass of the interval.
-
-    Returns
-    -------
-    mean, lower, upper : numpy.ndarray
-        Each of shape ``values.shape[1:]``. Quantiles are those of the weighted empirical distribution (the
-        smallest draw whose cumulative weight reaches the level; with equal weights, the inverted-CDF sample
-        quantile).
-    """
-    values = np.asarray(values, dtype=float)
-    lw = np.asarray(log_weights, dtype=float)
-    w = np.exp(lw - np.max(lw))
-    w = w / w.sum()
-    flat = values.reshape(values.shape[0], -1)
-    mean = w @ flat
-    order = np.argsort(flat, axis=0)
-    sorted_v = np.take_along_axis(flat, order, axis=0)
-    cum = np.cumsum(w[order], axis=0)
-    cols = np.arange(flat.shape[1])
-    bounds = []
-    for q in ((1 - interval) / 2, (1 + interval) / 2):
-        idx = np.minimum((cum < q * (1 - 1e-12)).sum(axis=0), flat.shape[0] - 1)
-        bounds.append(sorted_v[idx, cols])
-    shape = values.shape[1:]
-    return mean.reshape(shape), bounds[0].reshape(shape), bounds[1].reshape(shape)
-
-
 def baseline_future_x(panel: xr.Dataset, options: ModelOptions, horizon: int) -> np.ndarray:
     """Standardised driver rows of the transitions into the ``horizon`` periods after the panel's last.
 
     The transition into future period ``T + h`` uses the drivers of period ``T + h − lag``: observed values
     while that period is in the panel, and after it the baseline, each driver's average count per full period
-    over the last 12 observed periods.
+    over the last 12 observed periods — the baseline of :func:`forecast.probabilities.forecast_probabilities`
+    (``tests/test_update.py`` checks that both give the same forecasts).
 
     Parameters
     ----------

@@ -391,20 +391,22 @@ class TestSaveLoad:
             up.load_update(tmp_path / "junk.nc")
 
 
-class TestWeightedSummary:
-    def test_uniform_weights_give_plain_mean_and_quantiles(self):
-        rng = np.random.default_rng(5)
-        values = rng.normal(size=(2001, 3))
-        mean, lower, upper = up.weighted_summary(values, np.zeros(2001))
-        assert mean == pytest.approx(values.mean(axis=0))
-        assert lower == pytest.approx(np.quantile(values, 0.05, axis=0, method="inverted_cdf"))
-        assert upper == pytest.approx(np.quantile(values, 0.95, axis=0, method="inverted_cdf"))
+class TestAgreesWithProbabilities:
+    def test_tables_equal_those_of_forecast_probabilities_on_the_extended_panel(self, simulated):
+        # the update's weighted tables must be what forecast.probabilities reports for the same draws, weights
+        # and extended panel (same filtered states, same baseline future drivers, same summaries)
+        from forecast import probabilities
 
-    def test_all_weight_on_one_draw_gives_that_draw(self):
-        values = np.arange(12.0).reshape(4, 3)
-        log_w = np.log(np.array([0.0, 0.0, 1.0, 0.0]) + 1e-300)
-        mean, lower, upper = up.weighted_summary(values, log_w)
-        assert np.allclose(mean, values[2]) and np.allclose(lower, values[2]) and np.allclose(upper, values[2])
+        fit, panel = simulated["fit"], simulated["panel"]
+        result = up.update(fit, panel)
+        states = probabilities.compute_states(fit, panel=panel, log_weights=result.log_weights)
+        filtered = probabilities.filtered_probabilities(states)
+        new = filtered[filtered["period"] >= panel["period"].values[120]].reset_index(drop=True)
+        cols = ["mean", "lower", "upper"]
+        assert np.allclose(new[cols].to_numpy(), result.filtered[cols].to_numpy(), atol=1e-10)
+        forecast = probabilities.forecast_probabilities(states, horizon=12)
+        assert np.allclose(forecast[cols].to_numpy(), result.forecast[cols].to_numpy(), atol=1e-10)
+        assert (pd.DatetimeIndex(forecast["period"]) == pd.DatetimeIndex(result.forecast["period"])).all()
 
 
 # ----------------------------------------------------------------------------------------------------------------
