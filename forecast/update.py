@@ -369,7 +369,9 @@ def update(
         posterior that has drifted should be refitted anyway).
     states : forecast.probabilities.StateDraws, optional
         Per-draw filtered states of the fit already computed (:func:`forecast.probabilities.compute_states`), to
-        avoid filtering the fitted periods again. Must hold every draw of the fit.
+        avoid filtering the fitted periods again. Used only when it holds every draw of the fit, unweighted, over
+        the fitted periods, and the fit has no analyst labels (with labels the importance ratios must continue
+        the label-conditioned filter, which the states do not hold).
     horizon : int, optional
         Forecast horizon in periods from the new last period.
 
@@ -735,12 +737,21 @@ def _base_filtered(params: dict[str, np.ndarray], inputs: ModelInputs, n_old: in
                    states: Any) -> BaseFiltered:
     fitted = slice_inputs(inputs, 0, n_old)
     labelled = use_labels and bool(np.any(fitted.label >= 0))
-    if states is not None and not labelled:
+    usable = (states is not None and np.asarray(states.log_filtered).shape[:2] == (fitted_draws(params), n_old)
+              and getattr(states, "log_weights", None) is None)
+    if states is not None and not usable:
+        logger.warning("ignoring the given states: they are not every unweighted draw over the fitted periods")
+    if usable and not labelled:
         last = np.asarray(states.log_filtered)[..., -1, :]
         last = last.reshape(-1, last.shape[-1])
         inc = np.asarray(states.loglik_inc).reshape(last.shape[0], -1)
         return BaseFiltered(weight_last=last, report_last=last, loglik_inc=inc)
     return filter_history(params, fitted, use_labels)
+
+
+def fitted_draws(params: dict[str, np.ndarray]) -> int:
+    """Number of draws N in a parameter dict."""
+    return int(next(iter(params.values())).shape[0])
 
 
 def _forecast(params: dict[str, np.ndarray], fit: Fit, panel_new: xr.Dataset, log_last: np.ndarray,

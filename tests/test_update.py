@@ -270,6 +270,15 @@ class TestUpdatePath:
         assert np.allclose(result.log_ratio, inc_new.sum(axis=1) - inc_old.sum(axis=1), atol=1e-8)
         assert np.allclose(result.log_filtered, filt_new[:, 120:], atol=1e-10)
 
+    def test_given_states_give_the_same_result(self, simulated):
+        from forecast import probabilities
+
+        fit = simulated["fit"]
+        plain = up.update(fit, simulated["panel"])
+        given = up.update(fit, simulated["panel"], states=probabilities.compute_states(fit))
+        assert np.allclose(given.log_weights, plain.log_weights, atol=1e-12)
+        pd.testing.assert_frame_equal(given.forecast, plain.forecast)
+
     def test_weighted_current_probability_is_the_weighted_mean_of_the_draws(self, simulated):
         result = up.update(simulated["fit"], simulated["panel"])
         w = np.exp(result.log_weights)
