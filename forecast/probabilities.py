@@ -257,13 +257,17 @@ def summarise_draws(values: np.ndarray, log_weights: np.ndarray | None = None,
     -----
     Quantiles interpolate linearly between order statistics; draw i (in sorted order, cumulative weight
     ``S_i``) sits at position ``(S_i − w_i) / (1 − w_N)``, which for equal weights is ``(i − 1)/(N − 1)``, the
-    default of :func:`numpy.quantile`: equal weights and no weights give the same intervals.
+    default of :func:`numpy.quantile`: equal weights and no weights give the same intervals. Draws of zero
+    weight are dropped first, so all weight on one draw gives that draw's value as both bounds.
     """
-    n = values.shape[0]
     rest = values.shape[1:]
+    w = _normalised_weights(log_weights)
+    if w is not None:
+        keep = w > 0  # draws without weight play no part, not even in the interpolation
+        values, w = values[keep], w[keep]
+    n = values.shape[0]
     flat = np.ascontiguousarray(values.reshape(n, -1).T)  # (M, N): one row per summarised cell
     q = np.array([(1.0 - interval) / 2.0, (1.0 + interval) / 2.0])
-    w = _normalised_weights(log_weights)
     if w is None:
         mean = flat.mean(axis=1)
         flat.sort(axis=1)
