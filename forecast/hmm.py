@@ -114,6 +114,13 @@ def _last_sum(a: np.ndarray) -> np.ndarray:
     return a @ np.ones(a.shape[-1])
 
 
+class _Evidence:
+    """Evidence exponentiated once for both passes: ``exp(log_obs − m)`` and m, time-major (T, ..., K)."""
+
+    def __init__(self, log_obs: np.ndarray):
+        self.exp, self.shift = _exp_obs(np.moveaxis(log_obs, -2, 0))
+
+
 def _exp_obs(log_obs_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(exp(log_obs_t - m), m)``, m the per-entry maximum over states (finite even where all are ``-inf``)."""
     m = np.maximum(_last_max(log_obs_t), -_BIG)
@@ -247,7 +254,7 @@ def _ops(log_trans: np.ndarray | StickyTransitions) -> _DenseOps | _StickyOps:
 
 
 def _forward_linear(
-    log_init: np.ndarray, ops: _DenseOps | _StickyOps, log_obs: np.ndarray
+    log_init: np.ndarray, ops: _DenseOps | _StickyOps, log_obs: np.ndarray, evidence: _Evidence
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scaled forward recursion in linear space.
 
@@ -266,7 +273,7 @@ def _forward_linear(
             # log_trans holds log-probabilities: exp needs no shift; underflow is caught below
             pred = ops.forward(t, filtered[t - 1])
             shift = 0.0
-        obs, obs_shift = _exp_obs(log_obs[..., t, :])
+        obs, obs_shift = evidence.exp[t], evidence.shift[t]
         u = pred * obs
         total = _last_sum(u)
         if not total.min() > _TINY:
@@ -310,7 +317,7 @@ def _rescue(t, total, u, shift, obs_shift, filtered, log_init, ops, log_obs, bat
 
 
 def _backward_linear(
-    filtered: np.ndarray, ops: _DenseOps | _StickyOps, log_obs: np.ndarray, ignored: np.ndarray
+    filtered: np.ndarray, ops: _DenseOps | _StickyOps, evidence: _Evidence, ignored: np.ndarray
 ) -> np.ndarray:
     """Scaled backward recursion; returns smoothed probabilities (T, ..., K), time-major."""
     n_periods = filtered.shape[0]
@@ -318,7 +325,7 @@ def _backward_linear(
     smoothed[-1] = 1.0
     any_ignored = ignored.any()
     for t in range(n_periods - 1, 0, -1):
-        obs, _ = _exp_obs(log_obs[..., t, :])
+        obs = evidence.exp[t]
         if any_ignored:
             obs = np.where(ignored[t][..., None], 1.0, obs)
         beta = ops.backward(t, obs * smoothed[t])
@@ -372,7 +379,7 @@ def forward(
     """
     with single_threaded_blas():
         log_init, ops, log_obs = _as_arrays(log_init, log_trans, log_obs)
-        filtered, loglik_inc, _ = _forward_linear(log_init, ops, log_obs)
+        filtered, loglik_inc, _ = _forward_linear(log_init, ops, log_obs, _Evidence(log_obs))
     return _time_last(_log(filtered), 2), _time_last(loglik_inc, 1)
 
 
@@ -397,8 +404,9 @@ def forward_backward(
     """
     with single_threaded_blas():
         log_init, ops, log_obs = _as_arrays(log_init, log_trans, log_obs)
-        filtered, loglik_inc, ignored = _forward_linear(log_init, ops, log_obs)
-        smoothed = _backward_linear(filtered, ops, log_obs, ignored)
+        evidence = _Evidence(log_obs)
+        filtered, loglik_inc, ignored = _forward_linear(log_init, ops, log_obs, evidence)
+        smoothed = _backward_linear(filtered, ops, evidence, ignored)
     return _time_last(_log(filtered), 2), _time_last(loglik_inc, 1), _time_last(_log(smoothed), 2)
 
 

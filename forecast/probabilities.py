@@ -175,20 +175,24 @@ def compute_states(
     n = index.size
     n_periods = inputs.n_periods
     k = len(SCENARIOS)
-    log_filtered = np.empty((n, n_periods, k))
-    log_smoothed = np.empty((n, n_periods, k))
-    loglik_inc = np.empty((n, n_periods))
+    # time-major storage (what the period loops produce), exposed as (N, T, ...) views
+    log_filtered = np.empty((n_periods, n, k))
+    log_smoothed = np.empty((n_periods, n, k))
+    loglik_inc = np.empty((n_periods, n))
     with hmm.single_threaded_blas():
         for lo in range(0, n, _CHUNK):
             part = take_draws(params, slice(lo, lo + _CHUNK))
             f, inc, s = hmm.forward_backward(
                 log_initial(part), transition_model(part, inputs.x_std), log_emission(part, inputs)
             )
-            log_filtered[lo:lo + _CHUNK], loglik_inc[lo:lo + _CHUNK], log_smoothed[lo:lo + _CHUNK] = f, inc, s
+            log_filtered[:, lo:lo + _CHUNK] = np.moveaxis(f, 1, 0)
+            log_smoothed[:, lo:lo + _CHUNK] = np.moveaxis(s, 1, 0)
+            loglik_inc[:, lo:lo + _CHUNK] = inc.T
             logger.debug("filtered and smoothed draws %d-%d of %d", lo + 1, min(n, lo + _CHUNK), n)
     x_now = build_inputs(panel, dataclasses.replace(no_labels, driver_lag=0)).x_std
     states = StateDraws(
-        log_filtered=log_filtered, log_smoothed=log_smoothed, loglik_inc=loglik_inc, params=params,
+        log_filtered=np.moveaxis(log_filtered, 0, 1), log_smoothed=np.moveaxis(log_smoothed, 0, 1),
+        loglik_inc=loglik_inc.T, params=params,
         inputs=inputs, options=options, x_rate=_driver_rates(panel), x_now=x_now,
         freq=str(panel.attrs.get("freq", "M")), draw_index=index,
     )
@@ -266,7 +270,7 @@ def summarise_draws(values: np.ndarray, log_weights: np.ndarray | None = None,
         keep = w > 0  # draws without weight play no part, not even in the interpolation
         values, w = values[keep], w[keep]
     n = values.shape[0]
-    flat = np.ascontiguousarray(values.reshape(n, -1).T)  # (M, N): one row per summarised cell
+    flat = np.ascontiguousarray(np.moveaxis(values, 0, -1)).reshape(-1, n)  # (M, N): one row per cell
     q = np.array([(1.0 - interval) / 2.0, (1.0 + interval) / 2.0])
     if w is None:
         mean = flat.mean(axis=1)

@@ -215,3 +215,18 @@ def test_sticky_transitions_with_hard_labels():
     np.testing.assert_allclose(np.exp(lf), np.exp(f), atol=TOL, rtol=0)
     np.testing.assert_allclose(np.exp(ls), np.exp(s), atol=TOL, rtol=0)
     np.testing.assert_allclose(inc, i, atol=TOL, rtol=0)
+
+
+def test_sticky_transitions_broadcast_against_extra_batch_axes():
+    """Evidence with an extra leading axis (e.g. with and without labels) shares the draws' transitions."""
+    rng = np.random.default_rng(44)
+    trans = sticky_chain(rng, 5, batch=(3,))
+    log_init = np.log(rng.dirichlet(np.ones(K), size=3))
+    log_obs = rng.normal(size=(2, 3, 5, K))
+    lf, inc, ls = hmm.forward_backward(log_init, trans, log_obs)
+    assert lf.shape == (2, 3, 5, K) and inc.shape == (2, 3, 5)
+    for a in range(2):
+        lf_a, inc_a, ls_a = hmm.forward_backward(log_init, trans, log_obs[a])
+        np.testing.assert_allclose(lf[a], lf_a, atol=TOL, rtol=0)
+        np.testing.assert_allclose(inc[a], inc_a, atol=TOL, rtol=0)
+        np.testing.assert_allclose(ls[a], ls_a, atol=TOL, rtol=0)
