@@ -1,4 +1,4 @@
-"""Pure-array hidden-Markov computations in log space: filter, smoother, forecasts, one new period.
+"""Pure-array hidden-Markov computations on log-probabilities: filter, smoother, forecasts, one new period.
 
 Every function takes leading batch dimensions (posterior draws, typically) and broadcasts them against each
 other, so one call handles all draws at once; the only Python loop is over time. Arrays follow the conventions
@@ -24,7 +24,9 @@ smoother alike, so the other periods stay finite.
 
 Speed: the loop over periods touches one period's slice of every draw; arrays whose memory is time-major
 (``np.moveaxis`` views of (T, N, ...) arrays, which :mod:`forecast.emissions` returns) are about twice as fast
-as draw-major ones. 4,000 draws × 430 periods × 4 states filter and smooth in about 0.35 s on two cores.
+as draw-major ones, and :class:`StickyTransitions` (the model's transition family, unexpanded) propagates in O(K)
+per period and draw. 4,000 draws × 430 periods × 4 states filter and smooth in about 0.45 s in one call on
+this project's two-core reference machine.
 """
 
 from __future__ import annotations
