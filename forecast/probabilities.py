@@ -545,6 +545,15 @@ def what_if(fit_or_states: Fit | StateDraws, future_drivers: Mapping[str, Mappin
         Columns ``period``, ``horizon``, ``scenario``, ``baseline``, ``what_if``, ``difference`` (means over
         draws) and ``baseline_lower/upper``, ``what_if_lower/upper``, ``difference_lower/upper`` (90%
         intervals; the difference is taken per draw).
+
+    Examples
+    --------
+    A seventh nuclear test two months ahead, and a surge of ten missile launches a month for three months::
+
+        states = compute_states(load_fit("fit.nc"))
+        what_if(states, {"nk_nuclear_tests": {2: 1}})
+        what_if(states, {"nk_missile_launches": {1: 10, 2: 10, 3: 10}})
+        what_if(states, {"nk_nuclear_tests": {"2027-01": 1}})  # by period instead of horizon
     """
     states = _states(fit_or_states, log_weights)
     base = _forecast_draws(states, horizon, None)
