@@ -266,24 +266,27 @@ def _forward_linear(
     n_periods, k = log_obs.shape[-2:]
     batch = np.broadcast_shapes(log_init.shape[:-1], ops.shape[:-3], log_obs.shape[:-2])
     filtered = np.empty((n_periods, *batch, k))  # time-major: each period's slice is contiguous
-    loglik_inc = np.empty((n_periods, *batch))
+    scale = np.empty((n_periods, *batch))  # linear-space normaliser of each period
+    shifts = np.zeros((n_periods, *batch))  # log shifts of the predicted distribution (t = 0, rescued steps)
     ignored = np.zeros((n_periods, *batch), dtype=bool)
     for t in range(n_periods):
         if t == 0:
             pred, shift = _exp_obs(log_init)
+            shifts[0] = shift
         else:
             # log_trans holds log-probabilities: exp needs no shift; underflow is caught below
             pred = ops.forward(t, filtered[t - 1])
-            shift = 0.0
-        obs, obs_shift = evidence.exp[t], evidence.shift[t]
-        u = pred * obs
+        u = pred * evidence.exp[t]
         total = _last_sum(u)
         if not total.min() > _TINY:
-            u, total, shift, ignored[t] = _rescue(t, total, u, shift, obs_shift, filtered, log_init,
-                                                 ops, log_obs, batch)
+            u, total, shifts[t], ignored[t] = _rescue(t, total, u, shifts[t], evidence.shift[t], filtered,
+                                                      log_init, ops, log_obs, batch)
         np.divide(u, total[..., None], out=filtered[t])
-        with np.errstate(divide="ignore"):
-            loglik_inc[t] = np.log(total) + shift + obs_shift
+        scale[t] = total
+    with np.errstate(divide="ignore"):
+        loglik_inc = np.log(scale, out=scale)
+    loglik_inc += shifts
+    loglik_inc += np.broadcast_to(evidence.shift, loglik_inc.shape)
     loglik_inc[ignored] = -np.inf
     return filtered, loglik_inc, ignored
 
