@@ -379,8 +379,8 @@ def update(
     -------
     UpdateResult
         ``path == "update"`` with weights, k̂, ESS and weighted probabilities and forecasts; or
-        ``path == "refit_required"`` with the reason (revisions, structure change, too many periods,
-        unreliable weights).
+        ``path == "refit_required"`` with the reason (a base fit that failed its convergence gate, revisions,
+        structure change, too many periods, unreliable weights).
     """
     from forecast import emissions
 
@@ -395,6 +395,10 @@ def update(
         "thresholds": thresholds,
     }
 
+    if not fit.converged:
+        return UpdateResult("refit_required", "the base fit did not pass its convergence gate ("
+                            + "; ".join(map(str, fit.diagnostics.get("failures", []))) + "); reweighting its draws "
+                            "would carry its problems over", **common)
     changes = structure_changes(old, panel_new)
     if changes:
         return UpdateResult("refit_required", "the catalog or panel structure changed: " + "; ".join(changes),

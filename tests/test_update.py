@@ -340,6 +340,16 @@ class TestUpdatePath:
         assert np.allclose(np.exp(result.log_weights), 1 / result.n_draws)
         assert result.periods_absorbed == ()
 
+    def test_unconverged_base_fit_requires_a_refit(self, simulated):
+        from forecast.fitfile import Fit
+
+        tree = simulated["fit"].tree.copy()
+        tree.attrs["converged"] = 0
+        tree.attrs["diagnostics"] = '{"failures": ["max R-hat 1.9 > 1.01"]}'
+        result = up.update(Fit(tree=tree), simulated["panel"])
+        assert result.path == "refit_required"
+        assert "convergence" in result.reason and "R-hat" in result.reason
+
     def test_catalog_change_requires_a_refit(self, simulated):
         panel = simulated["panel"]
         groups = panel["group"].values.tolist()
@@ -495,3 +505,69 @@ class TestCommand:
 
         res = run_cli("update", "--fit", str(bundled["tmp"] / "absent.nc"), "--data", str(bundled["dir"]))
         assert isinstance(res.exception, FitFileError)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# agreement with a full refit (real MCMC, small)
+# ----------------------------------------------------------------------------------------------------------------
+def mcse_of_mean(values: np.ndarray, log_weights: np.ndarray | None, chains: int) -> np.ndarray:
+    """Monte Carlo standard error of the (weighted) posterior mean of each column of ``values`` (N, K).
+
+    Unweighted: sd / sqrt(ESS) with ArviZ's bulk ESS over (chain, draw). Weighted (self-normalised importance
+    sampling): sqrt(sum w_n² (v_n − v̄)²), inflated by N / ESS_mcmc for the autocorrelation of the draws.
+    """
+    from arviz_stats.base import array_stats
+
+    n = values.shape[0]
+    out = np.empty(values.shape[1])
+    for k in range(values.shape[1]):
+        v = values[:, k]
+        if np.ptp(v) < 1e-12:
+            out[k] = 0.0
+            continue
+        ess = float(array_stats.ess(v.reshape(chains, -1), method="bulk"))
+        if log_weights is None:
+            out[k] = v.std() / np.sqrt(ess)
+        else:
+            w = np.exp(log_weights - log_weights.max())
+            w /= w.sum()
+            mean = w @ v
+            out[k] = np.sqrt(np.sum(w**2 * (v - mean) ** 2) * n / ess)
+    return out
+
+
+@pytest.mark.fit
+def test_update_agrees_with_a_refit_on_the_extended_data():
+    from forecast import fitting, probabilities
+    from forecast.simulate import simulate_panel
+
+    chains, draws = 2, 400
+    panel, _, _ = simulate_panel(121, seed=21)
+    old = panel.isel(period=slice(0, 120))
+    old.attrs = dict(panel.attrs)
+    settings = {"seed": 5, "draws": draws, "tune": 400, "chains": chains, "progress": False}
+    base = fitting.fit(old, **settings)
+    assert base.converged, base.diagnostics
+    result = up.update(base, panel, min_ess=200)  # 800 draws: ESS 200 keeps the MCSE below ~0.02
+    assert result.path == "update", result.reason
+
+    refit = fitting.fit(panel, options=base.options, **settings)
+    states = probabilities.compute_states(refit)
+    refit_probs = np.exp(states.log_filtered[:, -1, :])
+    upd_probs = np.exp(result.log_filtered[:, -1, :])
+    refit_mean = refit_probs.mean(axis=0)
+    upd_mean = np.exp(result.log_weights) @ upd_probs
+    # Both are Monte Carlo estimates of the same posterior mean. Their difference has standard error
+    # sqrt(MCSE_refit² + MCSE_update²); 4 standard errors (plus 0.01 for the small bias of self-normalised,
+    # Pareto-smoothed weights) fails with probability well below 1e-3 per scenario if the update is right.
+    se = np.sqrt(mcse_of_mean(refit_probs, None, chains) ** 2
+                 + mcse_of_mean(upd_probs, result.log_weights, chains) ** 2)
+    assert np.all(np.abs(upd_mean - refit_mean) <= 4 * se + 0.01), (upd_mean, refit_mean, se)
+
+    # implausible new data under the same posterior: absurd counts in every count signal
+    absurd = panel.copy(deep=True)
+    for name in panel["signal"].values.tolist():
+        if str(panel["kind"].sel(signal=name).values) == "count":
+            absurd = with_cell(absurd, 120, name, 300.0)
+    bad = up.update(base, absurd)
+    assert bad.path == "refit_required" and bad.pareto_k > 0.7
