@@ -23,11 +23,19 @@ if TYPE_CHECKING:
 COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7")
 
 
-def _figure(width: float = 9.0, height: float = 3.6, nrows: int = 1, ncols: int = 1) -> tuple[Figure, Any]:
+def _figure(width: float = 9.0, height: float = 3.6, nrows: int = 1, ncols: int = 1,
+            **kwargs: Any) -> tuple[Figure, Any]:
+    import matplotlib.dates as mdates
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False)
+    fig = Figure(figsize=(width, height), dpi=90)
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kwargs)
+    for ax in axes.ravel():
+        locator = mdates.AutoDateLocator(maxticks=8)
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    top = 1 - 0.45 / height
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.35 / height + 0.05, top=top, hspace=0.55, wspace=0.25)
     return fig, axes
 
 
@@ -138,7 +146,7 @@ def indicator_plot(table: pd.DataFrame) -> str:
     ids = list(dict.fromkeys(table["indicator"]))
     ncols = 3
     nrows = max(1, -(-len(ids) // ncols))
-    fig, axes = _figure(10, 1.9 * nrows + 0.4, nrows, ncols)
+    fig, axes = _figure(10, 1.8 * nrows + 0.4, nrows, ncols, sharex=True)
     for k, ax in enumerate(axes.ravel()):
         if k >= len(ids):
             ax.set_visible(False)
@@ -148,10 +156,8 @@ def indicator_plot(table: pd.DataFrame) -> str:
             ax.bar(sub["period"], sub["value"].fillna(0), width=20, color="#555555")
         else:
             ax.plot(sub["period"], sub["value"], marker="o", ms=3, color="#555555")
-        ax.set_title(f"{ids[k]} ({sub['role'].iloc[0]})", fontsize=8)
+        ax.set_title(f"{ids[k]} ({sub['role'].iloc[0]})", fontsize=8, loc="left")
         ax.tick_params(labelsize=7)
-        for label in ax.get_xticklabels():
-            label.set_rotation(30)
     return to_data_uri(fig)
 
 
@@ -206,6 +212,8 @@ def trajectory_plot(entries: list[dict[str, Any]]) -> str:
         upper = [e["current"][scenario]["upper"] for e in entries]
         ax.plot(x, mean, color=COLOURS[s], marker="o", ms=4, lw=1.2, label=scenario)
         ax.fill_between(x, lower, upper, color=COLOURS[s], alpha=0.12, lw=0)
+    pad = pd.Timedelta(days=20)
+    ax.set_xlim(x.min() - pad, x.max() + pad)
     ax.set_ylim(0, 1)
     ax.set_title("Current probabilities by report (90% intervals)", fontsize=10)
     ax.legend(loc="upper left", fontsize=8, ncols=4)

@@ -183,7 +183,8 @@ def write_index(out_dir: Path) -> None:
     entries = [index_entry(p) for p in published_reports(out_dir)]
     trajectory = plots.trajectory_plot(entries) if entries else None
     doc = {"schema_version": INDEX_SCHEMA_VERSION, "reports": list(reversed(entries))}
+    html = render.render_index(list(reversed(entries)), trajectory)  # render everything before writing
     write_text(out_dir / "index.json", json.dumps(doc, indent=2) + "\n")
-    write_text(out_dir / "index.html", render.render_index(list(reversed(entries)), trajectory))
+    write_text(out_dir / "index.html", html)
     for name in ("index.json", "index.html"):
         (out_dir / name).chmod(0o644)
