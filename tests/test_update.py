@@ -449,10 +449,13 @@ def plausible_truth(panel: xr.Dataset) -> dict:
 
 @pytest.fixture(scope="module")
 def bundled(tmp_path_factory):
+    import json
+
     from forecast.dataset import load_dataset
-    from forecast.fitfile import save_fit
+    from forecast.fitfile import Fit, content_sha256, save_fit
     from forecast.panel import build_panel
     from forecast.paths import bundled_data_dir
+    from forecast.priors import default_prior_set
 
     panel = build_panel(load_dataset(bundled_data_dir()), "M")
     old = panel.isel(period=slice(0, panel.sizes["period"] - 1))
@@ -462,8 +465,16 @@ def bundled(tmp_path_factory):
     good = save_fit(synthetic_fit(old, truth, chains=2, draws=300, spread=0.05, use_labels=True), tmp / "fit.nc")
     name = panel["signal"].values.tolist()[0]
     revised = with_cell(panel, 5, name, float(panel["y"].sel(signal=name).values[5]) + 1)
-    stale = save_fit(synthetic_fit(revised, truth, chains=2, draws=100, use_labels=True), tmp / "stale.nc")
-    return {"dir": bundled_data_dir(), "fit": good, "stale": stale, "tmp": tmp, "panel": panel}
+    stale_fit = synthetic_fit(revised, truth, chains=2, draws=100, use_labels=True)
+    stale = save_fit(stale_fit, tmp / "stale.nc")
+    priors = default_prior_set()
+    tree = stale_fit.tree.copy()
+    tree.attrs["prior_set"] = json.dumps(priors.to_dict(), sort_keys=True)
+    tree.attrs["sampler"] = json.dumps({"backend": "numpyro", "draws": 50, "tune": 50, "chains": 1})
+    tree.attrs["content_sha256"] = content_sha256(tree)
+    stale_auto = save_fit(Fit(tree=tree), tmp / "stale_auto.nc")
+    return {"dir": bundled_data_dir(), "fit": good, "stale": stale, "stale_auto": stale_auto, "tmp": tmp,
+            "panel": panel, "priors": priors}
 
 
 def run_cli(*args: str):
@@ -499,6 +510,36 @@ class TestCommand:
         res = run_cli("update", "--fit", str(bundled["stale"]), "--data", str(bundled["dir"]))
         assert res.exit_code == 3, res.output
         assert "refit_required" in res.output and "changed" in res.output
+
+    def test_on_refit_auto_refits_with_the_base_settings_and_writes_a_new_fit(self, bundled, monkeypatch):
+        # the sampler is replaced by a stub that records its arguments and returns a synthetic fit: this tests the
+        # command's plumbing (when it refits, with what, where the new fit goes), not the sampler
+        import sys
+        import types
+
+        import forecast
+        from forecast.fitfile import load_fit
+
+        calls = []
+
+        def fake_fit(panel, **kwargs):
+            calls.append((panel, kwargs))
+            return synthetic_fit(panel, plausible_truth(panel), chains=1, draws=50)
+
+        stub = types.ModuleType("forecast.fitting")
+        stub.fit = fake_fit
+        monkeypatch.setitem(sys.modules, "forecast.fitting", stub)
+        monkeypatch.setattr(forecast, "fitting", stub, raising=False)
+        res = run_cli("update", "--fit", str(bundled["stale_auto"]), "--data", str(bundled["dir"]),
+                      "--on-refit", "auto")
+        assert res.exit_code == 0, res.output
+        assert "path: refit" in res.output
+        assert len(calls) == 1
+        panel, kwargs = calls[0]
+        assert panel.sizes["period"] == bundled["panel"].sizes["period"]
+        assert kwargs["seed"] == 0 and kwargs["catalog_text"].startswith("# Indicator catalog")
+        assert kwargs["priors"].to_dict() == bundled["priors"].to_dict()
+        assert load_fit(bundled["stale_auto"].with_suffix(".refit.nc")).n_draws == 50
 
     def test_missing_fit_is_a_user_error(self, bundled):
         from forecast.errors import FitFileError
