@@ -97,6 +97,18 @@ def test_revised_data_refits_or_tells(tiny_data_dir, tmp_path):
     assert sorted((r["change"], r["value"]) for r in rows) == [("added", 5.0), ("removed", 2.0)]
 
 
+def test_a_fit_that_failed_its_gate_is_not_reused(tiny_data_dir, tmp_path):
+    out = tmp_path / "reports"
+    calls: list = []
+    first = run_report(tiny_data_dir, out, fitter=synthetic_fitter(draws=1000, converged=False, calls=calls))
+    assert first.exit_code == 3 and first.report["diagnostics"]["failures"] == ["R-hat 1.40 > 1.01 for loading"]
+    append_month(tiny_data_dir, TINY_JANUARY, "2022-01-31", "2021-12-31")
+    second = run_report(tiny_data_dir, out, fitter=synthetic_fitter(draws=1000, calls=calls))
+    assert len(calls) == 2 and second.report["provenance"]["path"] == "refit"
+    assert "convergence gate" in second.report["provenance"]["path_reason"]
+    assert second.exit_code == 0 and second.report["diagnostics"]["passed"]
+
+
 def test_failure_mid_write_leaves_last_report_untouched(tiny_data_dir, tmp_path, monkeypatch):
     out = tmp_path / "reports"
     run_report(tiny_data_dir, out, fitter=synthetic_fitter())

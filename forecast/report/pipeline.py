@@ -289,6 +289,9 @@ def _choose_fit(previous: PublishedReport | None, panel: xr.Dataset, dataset: An
             logger.warning("cannot reuse the previous fit: %s", exc)
             reason = f"the previous fit could not be read ({exc.reason})"
         else:
+            if not fit.converged:
+                reason = "the previous fit did not pass its convergence gate"
+        if reason is None:
             logger.info("trying an update of %s", fit_path)
             result = update(fit, panel)
             if result.path == "update":
