@@ -43,11 +43,6 @@ class Summary:
     lower: np.ndarray
     upper: np.ndarray
 
-    def records(self, **index: Any) -> dict[str, float]:
-        """Values at ``index`` (positional via ``i``) as a dict of floats."""
-        i = index.get("i", ())
-        return {"mean": float(self.mean[i]), "lower": float(self.lower[i]), "upper": float(self.upper[i])}
-
 
 @dataclass
 class Content:

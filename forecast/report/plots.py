@@ -81,14 +81,15 @@ def history_plot(content: Content, labels: pd.DataFrame, start: str = "1990-01-0
     for s, scenario in enumerate(SCENARIOS):
         ax.plot(x, content.smoothed.mean[keep, s], color=COLOURS[s], lw=1.3, label=scenario)
         ax.fill_between(x, content.smoothed.lower[keep, s], content.smoothed.upper[keep, s], color=COLOURS[s],
-                        alpha=0.15, lw=0)
+                        alpha=0.07, lw=0)
     for row in labels.itertuples():
         s = SCENARIOS.index(row.scenario)
         ax.axvspan(pd.Timestamp(row.start), pd.Timestamp(row.end), ymin=1.0, ymax=1.06, color=COLOURS[s],
                    alpha=float(row.confidence), clip_on=False, lw=0)
     ax.set_ylim(0, 1)
     ax.set_ylabel("smoothed probability")
-    ax.set_title("Smoothed scenario probabilities (bands above: analyst labels, opacity = confidence)",
+    ax.set_title("Smoothed scenario probabilities with 90% intervals (bars above: analyst labels, opacity = "
+                 "confidence)",
                  fontsize=10, pad=14)
     ax.legend(loc="upper left", fontsize=8, ncols=4)
     ax.grid(alpha=0.3)
