@@ -40,9 +40,7 @@ def test_same_data_twice_is_up_to_date_and_rewrites_nothing(tiny_data_dir, tmp_p
     second = run_report(tiny_data_dir, out, fitter=synthetic_fitter(calls=calls))
     assert second.status == "up_to_date" and second.exit_code == 0 and second.directory == first.directory
     assert len(calls) == 1  # no refit
-    assert _snapshot(out) == before
-    assert {k: v for k, v in _mtimes(out).items() if not k.startswith("index.")} == {
-        k: v for k, v in times.items() if not k.startswith("index.")}
+    assert _snapshot(out) == before and _mtimes(out) == times
     # a different setting is not "up to date": here --force-refit publishes again with a new fit
     third = run_report(tiny_data_dir, out, fitter=synthetic_fitter(calls=calls), force_refit=True)
     assert third.status == "published" and len(calls) == 2
@@ -75,6 +73,20 @@ def test_new_month_is_absorbed_by_update_and_named_in_what_changed(tiny_data_dir
                                                    - first.report["scenarios"][s]["mean"]), abs=1e-9)
     index = json.loads((out / "index.json").read_text(encoding="utf-8"))
     assert [e["as_of"] for e in index["reports"]] == ["2022-01-31", "2021-12-31"]
+    # a month after an update: the previous report's weights are the starting point of the attribution
+    append_month(tiny_data_dir, "2022-02-03,talks,1,Ministry release 6,\n", "2022-02-28", "2022-01-31")
+    third = run_report(tiny_data_dir, out, fitter=synthetic_fitter(draws=1000, calls=calls))
+    assert len(calls) == 1 and third.report["provenance"]["path"] == "update"
+    changed = third.report["what_changed"]
+    assert changed["previous_as_of"] == "2022-01-31"
+    assert [(r["date"], r["indicator"]) for r in changed["rows"]] == [("2022-02-03", "talks")]
+    previous = {s: v["mean"] for s, v in report["scenarios"].items()}
+    for s, c in changed["changes"].items():
+        assert c["previous"] == pytest.approx(previous[s], abs=1e-12)
+    totals = {t["scenario"]: t for t in changed["attribution"]["totals"]}
+    # the attribution starts from the previous report's (weighted) probabilities: its totals match the report
+    for s in previous:
+        assert totals[s]["previous"] == pytest.approx(100 * previous[s], abs=1e-6)
 
 
 def test_revised_data_refits_or_tells(tiny_data_dir, tmp_path):

@@ -244,9 +244,6 @@ def run_report(
             return ReportOutcome("up_to_date", _exit_code(same.report), as_of, same.path, same.report,
                                  f"up to date: {same.path} already reports these data with these settings",
                                  leftovers)
-        if same is not None and previous is same and len(reports) > 1:
-            # re-running an as-of with revised data or settings: what changed is relative to the one before
-            previous = reports[-2]
         fit, path, reason, update_result, source_fit = _choose_fit(
             previous, panel, dataset, fit_settings, fitter, on_refit, force_refit, progress)
         if fit is None:

@@ -172,6 +172,8 @@ def index_entry(published: PublishedReport) -> dict[str, Any]:
 def write_index(out_dir: Path) -> None:
     """Rewrite ``index.json`` and ``index.html`` of ``out_dir`` from the published reports, atomically.
 
+    Nothing is written when ``index.json`` already lists exactly these reports.
+
     Parameters
     ----------
     out_dir : pathlib.Path
@@ -181,8 +183,14 @@ def write_index(out_dir: Path) -> None:
     from forecast.report import plots, render
 
     entries = [index_entry(p) for p in published_reports(out_dir)]
-    trajectory = plots.trajectory_plot(entries) if entries else None
     doc = {"schema_version": INDEX_SCHEMA_VERSION, "reports": list(reversed(entries))}
+    try:
+        current = json.loads((out_dir / "index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        current = None
+    if current == doc and (out_dir / "index.html").is_file():
+        return  # already up to date: rewrite nothing
+    trajectory = plots.trajectory_plot(entries) if entries else None
     html = render.render_index(list(reversed(entries)), trajectory)  # render everything before writing
     write_text(out_dir / "index.json", json.dumps(doc, indent=2) + "\n")
     write_text(out_dir / "index.html", html)
