@@ -88,9 +88,8 @@ def ess_summary(posterior: Any) -> dict[str, float]:
 
 def job_forecast(spec: dict[str, Any]) -> dict[str, Any]:
     """Fit with ``forecast.fitting.fit`` ``spec['repeat']`` times; optionally save and time probabilities."""
-    from forecast.fitting import fit
-
     from forecast.fitfile import save_fit
+    from forecast.fitting import fit
 
     panel, catalog_text, sha = load_panel(spec["source"], spec["freq"], spec["seed"])
     runs = []
@@ -113,6 +112,7 @@ def job_forecast(spec: dict[str, Any]) -> dict[str, Any]:
             "ess_bulk_per_s": ess["ess_bulk_min"] / sampling if sampling else float("nan"),
             "divergences": int(result.sample_stats["diverging"].values.sum()),
             "gate_passed": bool(result.converged),
+            "chain_method": result.attr("sampler").get("chain_method"),
             "failures": list(result.diagnostics.get("failures", [])),
         })
         print(f"[forecast {spec['freq']} run {i}] wall {wall:.1f}s", file=sys.stderr, flush=True)
@@ -166,6 +166,9 @@ def job_peer(spec: dict[str, Any]) -> dict[str, Any]:
     import numpyro_peer
 
     panel, _, _ = load_panel(spec["source"], spec["freq"], spec["seed"])
+    discrepancy = numpyro_peer.max_discrepancy(panel)
+    if not discrepancy < 1e-8:
+        raise RuntimeError(f"the NumPyro peer's log-likelihood differs from forecast's by {discrepancy:.3g}")
     runs = []
     for i in range(spec["repeat"]):
         t0 = time.perf_counter()
@@ -182,11 +185,12 @@ def job_peer(spec: dict[str, Any]) -> dict[str, Any]:
             **ess,
             "ess_bulk_per_s": ess["ess_bulk_min"] / res["sampling_s"],
             "divergences": int(res["divergences"]),
+            "chain_method": res["chain_method"],
             "gate_passed": None,
             "failures": [],
         })
         print(f"[numpyro peer run {i}] wall {wall:.1f}s", file=sys.stderr, flush=True)
-    return {"runs": runs, "n_periods": int(panel.sizes["period"])}
+    return {"runs": runs, "n_periods": int(panel.sizes["period"]), "loglik_discrepancy": discrepancy}
 
 
 JOBS = {"forecast": job_forecast, "peer": job_peer}
@@ -201,6 +205,10 @@ def run_child(spec: dict[str, Any], cache_dir: Path) -> dict[str, Any]:
     )
     env["JAX_COMPILATION_CACHE_DIR"] = str(cache_dir / "jax")
     env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    # both samplers get the host devices forecast.fitting asks for: one per chain, up to the cores
+    if "xla_force_host_platform_device_count" not in env.get("XLA_FLAGS", ""):
+        devices = max(1, min(int(spec.get("chains", 1)), os.cpu_count() or 1))
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}").strip()
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True, cwd=REPO)
@@ -300,6 +308,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     source = "simulated" if args.simulated else "bundled"
+    if not args.skip_peer:
+        # the peer must be the same model: same log joint density (priors included) as forecast.model
+        sys.path.insert(0, str(HERE))
+        import numpyro_peer
+
+        panel, _, _ = load_panel(source, "M", args.seed)
+        joint = numpyro_peer.joint_discrepancy(panel)
+        print(f"[bench] peer vs forecast.model log joint density: max |difference| {joint:.2g}", file=sys.stderr)
+        if not joint < 1e-5:
+            raise SystemExit(f"the NumPyro peer is not the same model (log density differs by {joint:.3g})")
     common = {"source": source, "seed": args.seed, "draws": args.draws, "tune": args.tune, "chains": args.chains,
               "target_accept": args.target_accept}
     results: dict[str, Any] = {}
@@ -327,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "settings": common,
         "results": results,
+        "peer_joint_discrepancy": None if args.skip_peer else joint,
     }
     if "numpyro peer monthly" in results:
         ours = {r["run"]: r["ess_bulk_per_s"] for r in results["forecast monthly"]["runs"]}

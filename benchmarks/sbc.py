@@ -36,6 +36,8 @@ from scipy import stats
 
 logger = logging.getLogger("sbc")
 
+from forecast.inputs import ModelOptions  # noqa: E402
+
 #: Posterior variables whose elements are ranked (every element of each).
 KEY_VARIABLES = ("intercept", "loading", "nb_alpha", "level_sigma", "stickiness", "driver_effect", "init_prob")
 
@@ -50,41 +52,44 @@ def thin_index(n_total: int, n_keep: int) -> np.ndarray:
     return np.unique(np.linspace(0, n_total - 1, n_keep).round().astype(int))
 
 
-def sbc_ranks(draws: dict[str, np.ndarray], truth: dict[str, np.ndarray], n_keep: int,
-              rng: np.random.Generator) -> dict[str, int]:
+def sbc_ranks(posterior: Any, truth: dict[str, np.ndarray], n_keep: int, rng: np.random.Generator) -> dict[str, int]:
     """Rank of each true scalar among ``n_keep`` thinned draws, ties broken at random.
 
     Parameters
     ----------
-    draws : dict of str to numpy.ndarray
-        Per variable, (chain, draw, ...) posterior draws.
+    posterior : xarray.Dataset
+        Posterior draws, dims (chain, draw, ...); element labels come from its coordinates.
     truth : dict of str to numpy.ndarray
-        Per variable, the true value with the trailing shape of ``draws``.
+        Per variable, the true value with the trailing shape of the draws; NaN elements are skipped.
     n_keep : int
-        Draws kept per chain-pooled sample (L); ranks lie in 0..L.
+        Draws kept after pooling chains (L); ranks lie in 0..L.
     rng : numpy.random.Generator
         For tie-breaking (ties only occur for discrete or degenerate parameters).
 
     Returns
     -------
     dict of str to int
-        ``"name[i,j]"`` to rank.
+        ``"name[coord,coord]"`` to rank.
     """
     out: dict[str, int] = {}
     for name, value in truth.items():
-        if name not in draws:
+        if name not in posterior:
             continue
-        d = np.asarray(draws[name], dtype=float)
+        da = posterior[name]
+        d = np.asarray(da.values, dtype=float)
         flat = d.reshape(-1, *d.shape[2:])  # chain-major pooling
         flat = flat[thin_index(flat.shape[0], n_keep)]
         value = np.asarray(value, dtype=float)
+        dims = da.dims[2:]
         for idx in np.ndindex(value.shape):
+            if not np.isfinite(value[idx]):
+                continue
             sample = flat[(slice(None), *idx)]
             below = int((sample < value[idx]).sum())
             ties = int((sample == value[idx]).sum())
             rank = below + (int(rng.integers(0, ties + 1)) if ties else 0)
-            label = name + (f"[{','.join(map(str, idx))}]" if idx else "")
-            out[label] = rank
+            parts = [str(da[dim].values[i]) if dim in da.coords else str(i) for dim, i in zip(dims, idx, strict=True)]
+            out[name + (f"[{','.join(parts)}]" if parts else "")] = rank
     return out
 
 
@@ -154,14 +159,22 @@ def plot_rank_histograms(ranks: pd.DataFrame, n_keep: int, n_bins: int, path: Pa
     plt.close(fig)
 
 
+def ranked_truth(truth: dict[str, np.ndarray], panel: Any) -> dict[str, np.ndarray]:
+    """The true values that are ranked: every key variable except the level signals' parameters."""
+    kinds = np.asarray(panel["kind"].values).astype(str)
+    counts = kinds == "count"
+    out = {k: np.asarray(v) for k, v in truth.items() if k in KEY_VARIABLES and k != "level_sigma"}
+    out["intercept"] = np.where(counts, out["intercept"], np.nan)
+    out["loading"] = np.where(counts[:, None], out["loading"], np.nan)
+    return out
+
+
 # -- one replication -----------------------------------------------------------------------------------------------
 
 
 def replicate(rep: int, settings: dict[str, Any]) -> dict[str, Any]:
     """Draw θ̃ from the prior, simulate a panel, fit it, return the ranks and the fit's diagnostics."""
     from forecast.fitting import fit
-
-    from forecast.inputs import ModelOptions
 
     seed = int(settings["seed"]) * 1000 + rep
     rng = np.random.default_rng(seed)
@@ -173,8 +186,7 @@ def replicate(rep: int, settings: dict[str, Any]) -> dict[str, Any]:
     )
     elapsed = time.perf_counter() - t0
     posterior = result.posterior
-    draws = {name: posterior[name].values for name in KEY_VARIABLES if name in posterior}
-    ranks = sbc_ranks(draws, {k: v for k, v in truth.items() if k in KEY_VARIABLES}, settings["n_keep"], rng)
+    ranks = sbc_ranks(posterior, ranked_truth(truth, panel), settings["n_keep"], rng)
     diag = result.diagnostics
     return {
         "rep": rep, "seed": seed, "seconds": elapsed, "converged": bool(result.converged),
@@ -185,7 +197,12 @@ def replicate(rep: int, settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def simulate_from_prior(n_periods: int, seed: int) -> tuple[Any, dict[str, np.ndarray]]:
-    """A panel simulated from parameters drawn from the default prior, and those parameters."""
+    """A panel simulated from parameters drawn from the default prior, and those parameters.
+
+    The returned truth is the simulator's: level-signal parameters are re-expressed for the panel's own
+    standardisation (see :func:`forecast.simulate.simulate_panel`), so they are not prior draws on the fitted
+    scale and are left out of the ranks (:data:`RANKED`).
+    """
     from forecast.simulate import simulate_panel
 
     params = draw_prior(n_periods, seed)
@@ -194,10 +211,25 @@ def simulate_from_prior(n_periods: int, seed: int) -> tuple[Any, dict[str, np.nd
 
 
 def draw_prior(n_periods: int, seed: int) -> dict[str, np.ndarray]:
-    """One draw of every model parameter from the default prior set."""
-    from forecast.simulate import draw_prior_params
+    """One draw of every model parameter from the default prior set of ``forecast.model``.
 
-    return draw_prior_params(seed=seed, n_periods=n_periods)
+    The prior is the fitted model's own: :func:`forecast.model.build_model` on inputs of the simulator's
+    default structure, sampled with ``pm.sample_prior_predictive`` (the inputs' values do not enter the prior).
+    """
+    import pymc as pm
+
+    from forecast.inputs import build_inputs, estimate_standardisation
+    from forecast.model import build_model
+    from forecast.priors import default_prior_set
+    from forecast.simulate import simulate_panel
+
+    skeleton, _, _ = simulate_panel(n_periods, seed=seed)
+    options = estimate_standardisation(skeleton, ModelOptions(use_labels=False))
+    model = build_model(build_inputs(skeleton, options), default_prior_set(), options)
+    with model:
+        prior = pm.sample_prior_predictive(draws=1, random_seed=seed, var_names=list(KEY_VARIABLES))
+    group = prior["prior"] if "prior" in prior.children else prior.prior
+    return {name: np.asarray(group[name].values)[0, 0] for name in KEY_VARIABLES}
 
 
 # -- driver --------------------------------------------------------------------------------------------------------
