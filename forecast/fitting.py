@@ -1,0 +1,469 @@
+"""Fitting: sampler choice, initial values, the per-period log-likelihood, and the convergence gate.
+
+:func:`fit` samples the model of :mod:`forecast.model` with NUTS and returns a :class:`forecast.fitfile.Fit`
+whose ``converged`` flag is the verdict of :func:`check_convergence`. It never raises for non-convergence: a
+fit that fails the gate says so, with the numbers, and the CLI exits 3.
+
+Backends (``docs/model.md`` has the measured figures):
+
+``numpyro`` (default)
+    ``pm.sample(nuts_sampler="numpyro")`` in float64 (JAX's x64 mode is enabled before JAX is first used);
+    the model's forward recursion becomes a ``lax.scan``; compiles in seconds from a cold start.
+``nutpie``
+    nutpie with the model compiled by PyTensor's JAX backend.
+``pymc``
+    PyMC's own NUTS with the model compiled by PyTensor's Numba backend (slow to compile cold).
+
+Initial values are deterministic and shared by all chains, without jitter: a moment-based start labelled by the
+marker rule (each marker's own-factor loading positive and dominant, cross-loadings 0), so that every chain
+starts in the same labelling (see ``docs/model.md``, "Identification").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+import warnings
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from forecast import emissions, hmm
+from forecast.fitfile import Fit
+from forecast.inputs import ModelInputs, ModelOptions, build_inputs, estimate_standardisation
+from forecast.priors import PriorSet, default_prior_set
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BACKENDS",
+    "ESS_MIN",
+    "RHAT_MAX",
+    "check_convergence",
+    "fit",
+    "initial_values",
+    "label_switching_findings",
+]
+
+#: Sampler backends ``fit`` accepts.
+BACKENDS = ("numpyro", "nutpie", "pymc")
+#: Convergence gate: largest acceptable rank-normalised split R-hat.
+RHAT_MAX = 1.01
+#: Convergence gate: smallest acceptable bulk and tail effective sample size.
+ESS_MIN = 400.0
+#: Two chains whose modal smoothed scenarios agree in fewer periods than this are in different labellings.
+PATH_AGREEMENT_MIN = 0.9
+#: Posterior draws per chain used for the modal smoothed path of each chain.
+_PATH_DRAWS = 200
+
+
+def _prepare_jax(chains: int) -> None:
+    """Ask for float64 and one host device per chain (up to the cores) before JAX is first imported."""
+    if "jax" not in __import__("sys").modules:
+        cores = os.cpu_count() or 1
+        flag = f"--xla_force_host_platform_device_count={max(1, min(chains, cores))}"
+        if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+            os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+
+
+def _resolve_options(panel: xr.Dataset, options: ModelOptions | None) -> ModelOptions:
+    options = options or ModelOptions()
+    kinds = panel["kind"].values.tolist() if "kind" in panel.coords else []
+    levels = [s for s, k in zip(panel["signal"].values.tolist(), kinds, strict=True) if k == "level"]
+    drivers = panel["driver"].values.tolist()
+    if any(s not in options.level_center for s in levels) or any(d not in options.driver_center for d in drivers):
+        options = estimate_standardisation(panel, options)
+    return options
+
+
+def initial_values(inputs: ModelInputs, priors: PriorSet) -> dict[str, np.ndarray]:
+    """Deterministic starting values, labelled by the marker rule, shared by every chain.
+
+    Count intercepts start at the log of each signal's mean rate per full period; level intercepts at 0 (the
+    standardised mean); loadings with a known sign at half a standard unit in that sign, markers' own-factor
+    loadings at 0.8 with cross-loadings 0 (ratio at the centre of its range), free loadings at 0; stickiness at
+    its prior location (the prior's expected duration), drivers at 0, the initial distribution uniform.
+
+    Parameters
+    ----------
+    inputs : ModelInputs
+        Model inputs.
+    priors : PriorSet
+        The prior set (for the stickiness location).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Values of the model's free variables on their constrained scale, keyed by name.
+    """
+    from forecast.model import loading_layout
+
+    layout = loading_layout(inputs)
+    out: dict[str, np.ndarray] = {}
+    if inputs.count_signals:
+        mask = inputs.count_mask
+        exposure = np.where(mask, np.exp(inputs.log_exposure), 0.0)
+        rate = (inputs.y_count * mask).sum(axis=0) + 0.5
+        a = np.log(rate / np.maximum(exposure.sum(axis=0), 1.0))
+        out["count_intercept"] = a
+        out["intercept_location"] = np.asarray(float(a.mean()))
+        out["intercept_scale"] = np.asarray(float(max(a.std(), 0.5)))
+        out["nb_alpha"] = np.full(len(inputs.count_signals), 5.0)
+    if inputs.level_signals:
+        out["level_intercept"] = np.zeros(len(inputs.level_signals))
+        out["level_sigma"] = np.full(len(inputs.level_signals), 0.7)
+    out["loading_scale"] = np.full(len(inputs.groups), 0.7)
+    if layout.mag_signal.size:
+        own = np.array([inputs.marker[s] != "" for s in layout.mag_signal])
+        out["loading_magnitude"] = np.where(own, 0.8, 0.5)
+    if layout.free_signal.size:
+        out["loading_free"] = np.zeros(layout.free_signal.size)
+    if layout.inter_signal.size:
+        out["loading_interaction"] = np.zeros(layout.inter_signal.size)
+    if layout.cross_signal.size:
+        # unknown cross sign: ratio 0.5 gives cross-loading 0; known sign: a quarter of the own loading
+        out["marker_ratio"] = np.where(layout.cross_shift < 0, 0.5, 0.25)
+    mu = priors["stickiness"].parameters.get("mu", 3.0)
+    out["stickiness"] = np.full(4, float(np.asarray(mu)))
+    out["driver_effect"] = np.zeros((len(inputs.drivers), 2))
+    out["init_prob"] = np.full(4, 0.25)
+    return out
+
+
+def fit(
+    panel: xr.Dataset,
+    *,
+    priors: PriorSet | None = None,
+    options: ModelOptions | None = None,
+    seed: int,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    backend: str = "numpyro",
+    target_accept: float = 0.9,
+    catalog_text: str = "",
+    data_sha256: str = "",
+    progress: bool = True,
+) -> Fit:
+    """Fit the scenario model to a panel and run the convergence gate.
+
+    Parameters
+    ----------
+    panel : xarray.Dataset
+        From :func:`forecast.panel.build_panel` or :func:`forecast.simulate.simulate_panel`.
+    priors : PriorSet, optional
+        Prior set; the ``default`` set if None.
+    options : ModelOptions, optional
+        Structural options; standardisation constants are estimated from ``panel`` when missing.
+    seed : int
+        Seed of the sampler (the same seed, data and settings give the same draws).
+    draws, tune, chains : int
+        Posterior draws per chain, tuning steps per chain, number of chains.
+    backend : {"numpyro", "nutpie", "pymc"}
+        NUTS implementation.
+    target_accept : float
+        NUTS target acceptance rate.
+    catalog_text : str
+        The catalog TOML text, stored in the fit.
+    data_sha256 : str
+        Hash of the input data; defaults to the panel's ``data_sha256`` attribute.
+    progress : bool
+        Show the sampler's progress bar.
+
+    Returns
+    -------
+    forecast.fitfile.Fit
+        Posterior, sample statistics, per-period log-likelihood, log prior, panel, diagnostics and the gate's
+        verdict (``converged``).
+
+    Raises
+    ------
+    ConfigError
+        For an unknown backend or bad settings.
+    """
+    from forecast.errors import ConfigError
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    for name, value, low in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
+        if not isinstance(value, int | np.integer) or value < low:
+            raise ConfigError(f"{name} must be a whole number >= {low}, got {value!r}")
+    if not 0.5 <= target_accept < 1.0:
+        raise ConfigError(f"target_accept must be in [0.5, 1), got {target_accept!r}")
+    priors = priors or default_prior_set()
+    options = _resolve_options(panel, options)
+    if backend in ("numpyro", "nutpie"):
+        _prepare_jax(chains)
+    import pymc as pm
+
+    from forecast.model import build_model
+
+    inputs = build_inputs(panel, options)
+    model = build_model(inputs, priors, options)
+    start = initial_values(inputs, priors)
+    logger.info("fitting %d periods, %d signals, %d drivers: %s, %d chains × %d draws (+%d tune), seed %d",
+                inputs.n_periods, len(inputs.signals), len(inputs.drivers), backend, chains, draws, tune, seed)
+    sampler = {"backend": backend, "chains": int(chains), "draws": int(draws), "tune": int(tune),
+               "target_accept": float(target_accept), "initial_values": "moment start, marker-labelled, no jitter"}
+    kwargs: dict[str, Any] = dict(draws=draws, tune=tune, chains=chains, target_accept=target_accept,
+                                  random_seed=seed, progressbar=progress, compute_convergence_checks=False,
+                                  model=model)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ee]xplicit.*")
+        if backend == "numpyro":
+            chain_method = "parallel" if _n_jax_devices() >= min(chains, 2) and chains > 1 else "vectorized"
+            sampler["chain_method"] = chain_method
+            idata = pm.sample(nuts_sampler="numpyro", initvals=start,
+                              nuts_sampler_kwargs={"chain_method": chain_method, "jitter": False}, **kwargs)
+        elif backend == "nutpie":
+            idata = pm.sample(nuts_sampler="nutpie", initvals=start, compile_kwargs={"mode": "JAX"}, **kwargs)
+        else:
+            idata = pm.sample(nuts_sampler="pymc", initvals=start, init="adapt_diag",
+                              cores=min(chains, os.cpu_count() or 1), compile_kwargs={"mode": "NUMBA"}, **kwargs)
+    sampler["wall_seconds"] = round(time.perf_counter() - t0, 2)
+    posterior = _group(idata, "posterior")
+    sampler["sampling_time"] = float(posterior.attrs.get("sampling_time", sampler["wall_seconds"]))
+    sample_stats = _group(idata, "sample_stats")
+    if "diverging" not in sample_stats:
+        sample_stats["diverging"] = xr.zeros_like(posterior["init_prob"].isel(scenario=0), dtype=bool)
+    logger.info("sampled in %.1f s; computing per-period likelihoods and the convergence gate",
+                sampler["wall_seconds"])
+
+    log_lik, extra = _states_summary(posterior, panel, options)
+    log_prior = _log_prior(idata, model)
+    diagnostics = check_convergence(posterior, sample_stats, extra)
+    if diagnostics["passed"]:
+        logger.info("convergence gate passed: max R-hat %.3f, min ESS bulk %.0f, tail %.0f, 0 divergences",
+                    diagnostics["max_rhat"], diagnostics["min_ess_bulk"], diagnostics["min_ess_tail"])
+    else:
+        logger.warning("convergence gate FAILED: %s", "; ".join(diagnostics["failures"]))
+    return Fit.from_parts(
+        posterior=posterior,
+        sample_stats=sample_stats,
+        log_likelihood=log_lik,
+        log_prior=log_prior,
+        panel=panel,
+        data_sha256=data_sha256 or str(panel.attrs.get("data_sha256", "")),
+        seed=int(seed),
+        sampler=sampler,
+        prior_set=priors.to_dict(),
+        model_options=options,
+        catalog=catalog_text,
+        diagnostics=diagnostics,
+        converged=bool(diagnostics["passed"]),
+    )
+
+
+def _n_jax_devices() -> int:
+    import jax
+
+    return len(jax.devices("cpu"))
+
+
+def _group(idata: Any, name: str) -> xr.Dataset:
+    node = idata[name]
+    ds = node.to_dataset() if hasattr(node, "to_dataset") else node
+    return ds.load()
+
+
+def _states_summary(posterior: xr.Dataset, panel: xr.Dataset, options: ModelOptions):
+    """Per-period log-likelihood (labels excluded), last filtered probabilities and per-chain modal paths."""
+    inputs = build_inputs(panel, dataclasses.replace(options, use_labels=False))
+    params = emissions.params_from_posterior(posterior, inputs)
+    chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
+    log_init = emissions.log_initial(params)
+    trans = emissions.transition_model(params, inputs.x_std)
+    log_obs = emissions.log_emission(params, inputs)
+    log_filtered, inc = hmm.forward(log_init, trans, log_obs)
+    coords = {"chain": posterior["chain"].values, "draw": posterior["draw"].values}
+    log_lik = xr.Dataset({"y": (("chain", "draw", "period"), inc.reshape(chains, draws, -1))},
+                         coords={**coords, "period": panel["period"].values})
+    filtered_last = xr.DataArray(np.exp(log_filtered[:, -1, :]).reshape(chains, draws, -1),
+                                 dims=("chain", "draw", "scenario"),
+                                 coords={**coords, "scenario": posterior["scenario"].values})
+    # each chain's modal smoothed path, from an evenly spaced subset of its draws
+    step = max(1, draws // _PATH_DRAWS)
+    pick = (np.arange(chains)[:, None] * draws + np.arange(0, draws, step)[None, :]).ravel()
+    sub = emissions.take_draws(params, pick)
+    log_sm = hmm.smooth(emissions.log_initial(sub), emissions.transition_model(sub, inputs.x_std),
+                        emissions.log_emission(sub, inputs))
+    mean_sm = np.exp(log_sm).reshape(chains, -1, *log_sm.shape[1:]).mean(axis=1)  # (chain, T, K)
+    return log_lik, {"filtered_last": filtered_last, "modal_path": mean_sm.argmax(axis=-1)}
+
+
+def _log_prior(idata: Any, model: Any) -> xr.Dataset:
+    """Log prior density of each free variable per draw (elementwise, summed over its own dims)."""
+    import pymc as pm
+
+    tree = pm.compute_log_prior(idata, model=model, extend_inferencedata=False, progressbar=False)
+    group = tree if isinstance(tree, xr.Dataset) else _group(tree, "log_prior")
+    out = {}
+    for name, da in group.data_vars.items():
+        extra_dims = [d for d in da.dims if d not in ("chain", "draw")]
+        out[str(name)] = da.sum(dim=extra_dims) if extra_dims else da
+    ds = xr.Dataset(out)
+    ds["total"] = sum(ds[name] for name in out)
+    ds.attrs["note"] = ("log prior densities of the free variables on their constrained scale, without "
+                        "Jacobians; 'total' is their sum")
+    return ds
+
+
+# -- the convergence gate -------------------------------------------------------------------------------------
+
+
+def _element_names(name: str, da: xr.DataArray) -> list[str]:
+    dims = [d for d in da.dims if d not in ("chain", "draw")]
+    if not dims:
+        return [name]
+    labels = [[str(v) for v in (da[d].values if d in da.coords else range(da.sizes[d]))] for d in dims]
+    grid = np.array(np.meshgrid(*[np.arange(len(lab)) for lab in labels], indexing="ij")).reshape(len(dims), -1).T
+    return [f"{name}[{','.join(labels[k][i] for k, i in enumerate(idx))}]" for idx in grid]
+
+
+def _diagnose(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from arviz_stats.base import array_stats
+
+    flat = values.reshape(values.shape[0], values.shape[1], -1)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rhat = np.asarray(array_stats.rhat(flat, chain_axis=0, draw_axis=1, method="rank"), dtype=float)
+        bulk = np.asarray(array_stats.ess(flat, chain_axis=0, draw_axis=1, method="bulk"), dtype=float)
+        tail = np.asarray(array_stats.ess(flat, chain_axis=0, draw_axis=1, method="tail", prob=0.05), dtype=float)
+    constant = np.ptp(flat, axis=(0, 1)) < 1e-12
+    for arr in (rhat, bulk, tail):
+        arr[constant] = np.nan
+    return rhat.ravel(), bulk.ravel(), tail.ravel()
+
+
+def label_switching_findings(posterior: xr.Dataset, modal_path: np.ndarray | None = None) -> list[str]:
+    """Evidence that chains sit in different labellings of the scenarios.
+
+    Two checks: (1) each chain's posterior mean of every loading; two chains whose means both lie more than two
+    within-chain standard deviations from 0 with opposite signs disagree on the sign structure; (2) each
+    chain's modal smoothed scenario per period; two chains agreeing in fewer than
+    :data:`PATH_AGREEMENT_MIN` of the periods are in different labellings.
+
+    Parameters
+    ----------
+    posterior : xarray.Dataset
+        Posterior with ``loading`` (chain, draw, signal, effect).
+    modal_path : numpy.ndarray, optional
+        (chain, T) modal smoothed scenario index per chain and period.
+
+    Returns
+    -------
+    list of str
+        Human-readable findings; empty if the chains agree.
+    """
+    out: list[str] = []
+    if "loading" in posterior and posterior.sizes.get("chain", 1) > 1:
+        da = posterior["loading"]
+        values = da.values.reshape(da.shape[0], da.shape[1], -1)
+        mean = values.mean(axis=1)
+        sd = values.std(axis=1) + 1e-12
+        clear = np.abs(mean) > 2 * sd
+        names = _element_names("loading", da)
+        for a, b in combinations(range(values.shape[0]), 2):
+            bad = np.flatnonzero(clear[a] & clear[b] & (np.sign(mean[a]) != np.sign(mean[b])))
+            for k in bad[:3]:
+                out.append(f"chains {a} and {b} disagree on the sign of {names[k]} "
+                           f"({mean[a, k]:+.2f} vs {mean[b, k]:+.2f})")
+    if modal_path is not None and np.shape(modal_path)[0] > 1:
+        path = np.asarray(modal_path)
+        for a, b in combinations(range(path.shape[0]), 2):
+            agree = float(np.mean(path[a] == path[b]))
+            if agree < PATH_AGREEMENT_MIN:
+                out.append(f"chains {a} and {b} agree on the modal smoothed scenario in only {agree:.0%} of "
+                           "periods")
+    return out
+
+
+def check_convergence(
+    posterior: xr.Dataset,
+    sample_stats: xr.Dataset,
+    extra: dict[str, Any] | None = None,
+    *,
+    rhat_max: float = RHAT_MAX,
+    ess_min: float = ESS_MIN,
+) -> dict[str, Any]:
+    """The convergence gate: R-hat, bulk and tail ESS on every quantity, divergences, label switching.
+
+    Parameters
+    ----------
+    posterior : xarray.Dataset
+        Draws with dims (chain, draw, ...); every variable is checked element by element.
+    sample_stats : xarray.Dataset
+        With ``diverging`` (chain, draw).
+    extra : dict, optional
+        ``filtered_last``: DataArray (chain, draw, scenario) of the last period's filtered probabilities
+        (checked like a parameter); ``modal_path``: (chain, T) modal smoothed scenario per chain (label
+        switching).
+    rhat_max, ess_min : float
+        Thresholds (defaults :data:`RHAT_MAX`, :data:`ESS_MIN`).
+
+    Returns
+    -------
+    dict
+        ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail`` (with ``*_at`` naming the worst quantity),
+        ``divergences``, ``label_switching`` (bool), ``failures`` (human-readable, with the numbers) and
+        ``passed``. JSON-serialisable.
+    """
+    extra = extra or {}
+    quantities: list[tuple[str, xr.DataArray]] = [(str(k), v) for k, v in posterior.data_vars.items()]
+    if extra.get("filtered_last") is not None:
+        quantities.append(("filtered_probability_last", extra["filtered_last"]))
+    names: list[str] = []
+    rhats, bulks, tails = [], [], []
+    for name, da in quantities:
+        dims = [d for d in da.dims if d not in ("chain", "draw")]
+        da = da.transpose("chain", "draw", *dims)
+        r, b, t = _diagnose(np.asarray(da.values, dtype=float))
+        names += _element_names(name, da)
+        rhats.append(r)
+        bulks.append(b)
+        tails.append(t)
+    rhat = np.concatenate(rhats) if rhats else np.array([])
+    bulk = np.concatenate(bulks) if bulks else np.array([])
+    tail = np.concatenate(tails) if tails else np.array([])
+    failures: list[str] = []
+    out: dict[str, Any] = {"rhat_threshold": rhat_max, "ess_threshold": ess_min}
+
+    def worst(arr: np.ndarray, fn) -> tuple[float, str]:
+        if arr.size == 0 or not np.isfinite(arr).any():
+            return float("nan"), ""
+        k = int(fn(np.where(np.isfinite(arr), arr, np.nan)))
+        return float(arr[k]), names[k]
+
+    out["max_rhat"], out["max_rhat_at"] = worst(rhat, np.nanargmax)
+    out["min_ess_bulk"], out["min_ess_bulk_at"] = worst(bulk, np.nanargmin)
+    out["min_ess_tail"], out["min_ess_tail_at"] = worst(tail, np.nanargmin)
+    n_chains = int(posterior.sizes.get("chain", 1))
+    if n_chains < 2:
+        failures.append("R-hat needs at least 2 chains (got 1)")
+    for k in np.argsort(-np.nan_to_num(rhat, nan=-np.inf))[:5]:
+        if np.isfinite(rhat[k]) and rhat[k] > rhat_max:
+            failures.append(f"R-hat {rhat[k]:.3f} on {names[k]}")
+    for label, arr in (("bulk", bulk), ("tail", tail)):
+        for k in np.argsort(np.nan_to_num(arr, nan=np.inf))[:5]:
+            if np.isfinite(arr[k]) and arr[k] < ess_min:
+                failures.append(f"ESS {label} {arr[k]:.0f} on {names[k]}")
+    divergences = int(np.asarray(sample_stats["diverging"].values).sum()) if "diverging" in sample_stats else 0
+    out["divergences"] = divergences
+    if divergences:
+        failures.append(f"{divergences} divergences")
+    switching = label_switching_findings(posterior, extra.get("modal_path"))
+    out["label_switching"] = bool(switching)
+    failures += [f"label switching: {s}" for s in switching]
+    out["n_quantities"] = len(names)
+    out["failures"] = failures
+    out["passed"] = not failures
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
+

@@ -1,0 +1,345 @@
+"""The scenario model in PyMC: a hidden-Markov model with the scenarios summed out by the forward algorithm.
+
+:func:`build_model` turns :class:`~forecast.inputs.ModelInputs` and a :class:`~forecast.priors.PriorSet` into a
+:class:`pymc.Model`; it never samples (:mod:`forecast.fitting` does). The equations are in ``docs/model.md``;
+the posterior variable names and dims are the fit file's contract (``docs/architecture.md``):
+``intercept``, ``loading``, ``nb_alpha``, ``level_sigma``, ``stickiness``, ``driver_effect``, ``init_prob``.
+
+Identification (the four scenarios are a 2×2 of two factors, so every relabelling of the states is a signed swap
+of the loadings):
+
+* a loading with a known expected sign is ``d·|β|`` with ``|β| ~ HalfNormal(τ_group)``; an unknown sign gives
+  ``β ~ Normal(0, τ_group)``; interaction loadings of ordinary signals are free but shrunk;
+* each factor's *marker* signal has its own-factor loading ``d·|β|`` and its cross-loadings (other factor and
+  interaction) equal to ``|β|`` times a ratio in (−1, 1) (or (0, 1) when the cross sign is known) built from a
+  Beta variable, so the marker's own loading always dominates: no relabelling maps the model onto itself.
+
+Speed: the scenario-independent parts of the emission densities are computed once per period, the
+scenario-dependent part as matrix products over signals, and the forward recursion runs in linear space with
+one normaliser per period inside a :func:`pytensor.scan`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+
+from forecast.inputs import ModelInputs, ModelOptions
+from forecast.priors import PriorSet
+from forecast.scenarios import EFFECT_MATRIX, EFFECTS, FACTOR_MATRIX, FACTORS, N_SCENARIOS, SCENARIOS
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["LABEL_EVIDENCE_FLOOR", "LoadingLayout", "build_model", "loading_layout"]
+
+#: Label evidence below this (a hard label's log 0) is clipped, so that densities stay finite in gradients;
+#: ``exp(-1e4)`` is exactly 0 in float64, so the likelihood is unchanged.
+LABEL_EVIDENCE_FLOOR = -1.0e4
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+@dataclass(frozen=True)
+class LoadingLayout:
+    """Where each entry of the (signal, effect) loading matrix comes from.
+
+    Attributes
+    ----------
+    mag_signal, mag_effect, mag_sign : numpy.ndarray
+        Entries ``d·|β|``: loadings with a known sign and markers' own-factor loadings.
+    free_signal, free_effect : numpy.ndarray
+        Entries ``β ~ Normal(0, τ_group)``: factor loadings of unknown sign (non-markers).
+    inter_signal : numpy.ndarray
+        Signals whose interaction loading is free but shrunk (non-markers).
+    cross_signal, cross_effect, cross_owner, cross_scale, cross_shift : numpy.ndarray
+        Markers' cross-loadings ``|β_owner| · (scale·r + shift)`` with ``r ~ Beta`` and ``cross_owner`` the
+        position in the magnitude vector of the marker's own loading; (scale, shift) = (d, 0) for a known cross
+        sign d, (2, −1) for an unknown one.
+    mag_labels, free_labels, inter_labels, cross_labels : tuple of str
+        ``"signal:effect"`` coordinate labels of the auxiliary variables.
+    """
+
+    mag_signal: np.ndarray
+    mag_effect: np.ndarray
+    mag_sign: np.ndarray
+    free_signal: np.ndarray
+    free_effect: np.ndarray
+    inter_signal: np.ndarray
+    cross_signal: np.ndarray
+    cross_effect: np.ndarray
+    cross_owner: np.ndarray
+    cross_scale: np.ndarray
+    cross_shift: np.ndarray
+    mag_labels: tuple[str, ...]
+    free_labels: tuple[str, ...]
+    inter_labels: tuple[str, ...]
+    cross_labels: tuple[str, ...]
+
+    def assemble(self, n_signals: int, magnitude, free, interaction, ratio, xp=np):
+        """Assemble the (signal, effect) loading matrix from the auxiliary values (NumPy or PyTensor)."""
+        if xp is np:
+            out = np.zeros((n_signals, len(EFFECTS)))
+            out[self.mag_signal, self.mag_effect] = self.mag_sign * magnitude
+            out[self.free_signal, self.free_effect] = free
+            out[self.inter_signal, 2] = interaction
+            out[self.cross_signal, self.cross_effect] = (
+                magnitude[self.cross_owner] * (self.cross_scale * ratio + self.cross_shift)
+            )
+            return out
+        out = pt.zeros((n_signals, len(EFFECTS)))
+        if self.mag_signal.size:
+            out = pt.set_subtensor(out[self.mag_signal, self.mag_effect], self.mag_sign * magnitude)
+        if self.free_signal.size:
+            out = pt.set_subtensor(out[self.free_signal, self.free_effect], free)
+        if self.inter_signal.size:
+            out = pt.set_subtensor(out[self.inter_signal, 2], interaction)
+        if self.cross_signal.size:
+            out = pt.set_subtensor(
+                out[self.cross_signal, self.cross_effect],
+                magnitude[self.cross_owner] * (self.cross_scale * ratio + self.cross_shift),
+            )
+        return out
+
+
+def loading_layout(inputs: ModelInputs) -> LoadingLayout:
+    """Work out how each loading is parameterised from the catalog's signs and markers.
+
+    Parameters
+    ----------
+    inputs : ModelInputs
+        Model inputs (``direction`` and ``marker`` per signal).
+
+    Returns
+    -------
+    LoadingLayout
+        Index arrays for :meth:`LoadingLayout.assemble`.
+    """
+    mag: list[tuple[int, int, float]] = []
+    free: list[tuple[int, int]] = []
+    inter: list[int] = []
+    cross: list[tuple[int, int, str, float, float]] = []  # signal, effect, owner key, scale, shift
+    owner_pos: dict[str, int] = {}
+    for s, name in enumerate(inputs.signals):
+        marker = inputs.marker[s]
+        own = FACTORS.index(marker) if marker in FACTORS else None
+        for f in range(len(FACTORS)):
+            d = int(inputs.direction[s, f])
+            if own is not None and f == own:
+                owner_pos[name] = len(mag)
+                mag.append((s, f, float(d) if d != 0 else 1.0))
+            elif own is not None:
+                cross.append((s, f, name, float(d), 0.0) if d != 0 else (s, f, name, 2.0, -1.0))
+            elif d != 0:
+                mag.append((s, f, float(d)))
+            else:
+                free.append((s, f))
+        if own is not None:
+            cross.append((s, 2, name, 2.0, -1.0))
+        else:
+            inter.append(s)
+    sig = inputs.signals
+    eff = EFFECTS
+    return LoadingLayout(
+        mag_signal=np.array([m[0] for m in mag], dtype=int),
+        mag_effect=np.array([m[1] for m in mag], dtype=int),
+        mag_sign=np.array([m[2] for m in mag], dtype=float),
+        free_signal=np.array([f[0] for f in free], dtype=int),
+        free_effect=np.array([f[1] for f in free], dtype=int),
+        inter_signal=np.array(inter, dtype=int),
+        cross_signal=np.array([c[0] for c in cross], dtype=int),
+        cross_effect=np.array([c[1] for c in cross], dtype=int),
+        cross_owner=np.array([owner_pos[c[2]] for c in cross], dtype=int),
+        cross_scale=np.array([c[3] for c in cross], dtype=float),
+        cross_shift=np.array([c[4] for c in cross], dtype=float),
+        mag_labels=tuple(f"{sig[m[0]]}:{eff[m[1]]}" for m in mag),
+        free_labels=tuple(f"{sig[f[0]]}:{eff[f[1]]}" for f in free),
+        inter_labels=tuple(f"{sig[s]}:interaction" for s in inter),
+        cross_labels=tuple(f"{sig[c[0]]}:{eff[c[1]]}" for c in cross),
+    )
+
+
+def model_coords(inputs: ModelInputs) -> dict[str, list]:
+    """Coordinates of every named dimension of the model."""
+    layout = loading_layout(inputs)
+    return {
+        "scenario": list(SCENARIOS),
+        "signal": list(inputs.signals),
+        "count_signal": list(inputs.count_signals),
+        "level_signal": list(inputs.level_signals),
+        "effect": list(EFFECTS),
+        "driver": list(inputs.drivers),
+        "factor": list(FACTORS),
+        "period": list(inputs.periods),
+        "group": list(inputs.groups),
+        "loading_magnitude_entry": list(layout.mag_labels),
+        "loading_free_entry": list(layout.free_labels),
+        "loading_interaction_entry": list(layout.inter_labels),
+        "marker_ratio_entry": list(layout.cross_labels),
+    }
+
+
+def _variable(priors: PriorSet, family: str, name: str, dims: tuple[str, ...] | str | None):
+    prior = priors[family].deepcopy()
+    if dims:
+        prior.dims = dims
+    return prior.create_variable(name)
+
+
+def build_model(inputs: ModelInputs, priors: PriorSet, options: ModelOptions) -> pm.Model:
+    """Build the PyMC model of ``inputs`` under ``priors`` (never samples).
+
+    Parameters
+    ----------
+    inputs : ModelInputs
+        Arrays from :func:`forecast.inputs.build_inputs`.
+    priors : PriorSet
+        One prior per family (:data:`forecast.priors.FAMILIES`).
+    options : ModelOptions
+        ``use_labels`` adds the analyst labels as soft evidence.
+
+    Returns
+    -------
+    pymc.Model
+        Free variables: the contract variables ``nb_alpha``, ``level_sigma``, ``stickiness``,
+        ``driver_effect``, ``init_prob`` and auxiliaries (``intercept_location``, ``intercept_scale``,
+        ``count_intercept``, ``level_intercept``, ``loading_scale``, ``loading_magnitude``, ``loading_free``,
+        ``loading_interaction``, ``marker_ratio``); deterministics ``intercept`` and ``loading``; potential
+        ``loglik`` (the marginal log-likelihood of the signals, plus the label evidence when used).
+    """
+    layout = loading_layout(inputs)
+    coords = model_coords(inputs)
+    n_sig, n_cnt, n_lvl = len(inputs.signals), len(inputs.count_signals), len(inputs.level_signals)
+    group_of = inputs.signal_group
+    with pm.Model(coords=coords) as model:
+        # intercepts: count signals pooled (centred: 400+ periods inform each), levels standardised
+        parts = pt.zeros(n_sig)
+        if n_cnt:
+            mu_a = _variable(priors, "intercept_location", "intercept_location", None)
+            sd_a = _variable(priors, "intercept_scale", "intercept_scale", None)
+            a_count = pm.Normal("count_intercept", mu=mu_a, sigma=sd_a, dims="count_signal")
+            parts = pt.set_subtensor(parts[inputs.count_index], a_count)
+        if n_lvl:
+            a_level = _variable(priors, "level_intercept", "level_intercept", "level_signal")
+            parts = pt.set_subtensor(parts[inputs.level_index], a_level)
+        intercept = pm.Deterministic("intercept", parts, dims="signal")
+
+        # loadings: signs from the catalog, pooled scales per group, markers dominate their cross-loadings
+        tau = _variable(priors, "loading_group_scale", "loading_scale", "group")
+        magnitude = free = interaction = ratio = None
+        if layout.mag_signal.size:
+            magnitude = pm.HalfNormal("loading_magnitude", sigma=tau[group_of[layout.mag_signal]],
+                                      dims="loading_magnitude_entry")
+        if layout.free_signal.size:
+            free = pm.Normal("loading_free", mu=0.0, sigma=tau[group_of[layout.free_signal]],
+                             dims="loading_free_entry")
+        if layout.inter_signal.size:
+            interaction = _variable(priors, "interaction_loading", "loading_interaction",
+                                    "loading_interaction_entry")
+        if layout.cross_signal.size:
+            ratio = _variable(priors, "marker_ratio", "marker_ratio", "marker_ratio_entry")
+        loading = pm.Deterministic(
+            "loading", layout.assemble(n_sig, magnitude, free, interaction, ratio, xp=pt), dims=("signal", "effect")
+        )
+
+        nb_alpha = _variable(priors, "nb_alpha", "nb_alpha", "count_signal") if n_cnt else None
+        level_sigma = _variable(priors, "level_sigma", "level_sigma", "level_signal") if n_lvl else None
+        stickiness = _variable(priors, "stickiness", "stickiness", "scenario")
+        driver_effect = _variable(priors, "driver_effect", "driver_effect", ("driver", "factor"))
+        init_prob = _variable(priors, "init_prob", "init_prob", "scenario")
+
+        log_obs = emission_logp(inputs, intercept, loading, nb_alpha, level_sigma)
+        if options.use_labels:
+            log_obs = log_obs + np.maximum(inputs.label_log_evidence(), LABEL_EVIDENCE_FLOOR)
+        log_trans = transition_logp(inputs.x_std, stickiness, driver_effect)
+        pm.Potential("loglik", forward_loglik(pt.log(init_prob), log_trans, log_obs))
+    logger.debug("built model: %d periods, %d signals, %d drivers, %d free variables", inputs.n_periods, n_sig,
+                 len(inputs.drivers), len(model.free_RVs))
+    return model
+
+
+def emission_logp(inputs: ModelInputs, intercept, loading, nb_alpha, level_sigma):
+    """(T, 4) log density of each period's signals under each scenario (masked cells contribute 0).
+
+    Scenario-independent terms are summed once per period; the scenario-dependent terms are matrix products
+    of period weights (T, k) with per-(signal, scenario) tables (k, 4).
+    """
+    eta = intercept[:, None] + pt.dot(loading, EFFECT_MATRIX.T)  # (S, K)
+    total = pt.zeros((inputs.n_periods, N_SCENARIOS))
+    if inputs.count_signals:
+        mask = inputs.count_mask.astype(float)
+        y = inputs.y_count * mask
+        eta_c = eta[inputs.count_index]  # (C, K)
+        log_alpha = pt.log(nb_alpha)
+        independent = (
+            pt.sum(mask * (pt.gammaln(y + nb_alpha[None, :]) - pt.gammaln(nb_alpha)[None, :]
+                           + (nb_alpha * log_alpha)[None, :]), axis=1)
+            + np.sum(mask * (y * inputs.log_exposure - _gammaln(y + 1.0)), axis=1)
+        )
+        log_mu = inputs.log_exposure[:, :, None] + eta_c[None, :, :]  # (T, C, K)
+        log_denominator = pt.logaddexp(log_mu, log_alpha[None, :, None])
+        weight = (y + mask * nb_alpha[None, :])[:, :, None]  # 0 where unobserved
+        dependent = pt.dot(y, eta_c) - pt.sum(weight * log_denominator, axis=1)
+        total = total + independent[:, None] + dependent
+    if inputs.level_signals:
+        mask = inputs.level_mask.astype(float)
+        z = inputs.z_level * mask
+        m = eta[inputs.level_index]  # (L, K)
+        prec = 1.0 / level_sigma**2
+        independent = (
+            -pt.dot(mask, pt.log(level_sigma)) - 0.5 * pt.dot(z * z, prec) - 0.5 * _LOG_2PI * mask.sum(axis=1)
+        )
+        dependent = pt.dot(z, m * prec[:, None]) - 0.5 * pt.dot(mask, m * m * prec[:, None])
+        total = total + independent[:, None] + dependent
+    return total
+
+
+def transition_logp(x_std: np.ndarray, stickiness, driver_effect):
+    """(T, 4, 4) log transition matrices: ``log_softmax_j(ρ_i [i = j] + x̃_t · (γ_us u_j + γ_rel r_j))``."""
+    shift = pt.dot(driver_effect, FACTOR_MATRIX.T)  # (D, K)
+    g = pt.dot(np.asarray(x_std, dtype=float), shift) if x_std.shape[1] else pt.zeros((x_std.shape[0], N_SCENARIOS))
+    logits = g[:, None, :] + pt.diag(stickiness)[None, :, :]  # (T, i, j)
+    return logits - pt.logsumexp(logits, axis=-1, keepdims=True)
+
+
+def forward_loglik(log_init, log_trans, log_obs):
+    """Total log-likelihood ``sum_t log p(y_t | y_<t)`` by the scaled forward algorithm (PyTensor scan).
+
+    Parameters
+    ----------
+    log_init : TensorVariable
+        (K,) log initial distribution.
+    log_trans : TensorVariable
+        (T, K, K) log transition matrices; row 0 unused.
+    log_obs : TensorVariable
+        (T, K) log observation densities.
+
+    Returns
+    -------
+    TensorVariable
+        Scalar total log-likelihood.
+    """
+    shift = pt.max(log_obs, axis=1)  # the result does not depend on it; it only keeps exp() in range
+    obs = pt.exp(log_obs - shift[:, None])
+    trans = pt.exp(log_trans)
+    u0 = pt.exp(log_init) * obs[0]
+    s0 = pt.sum(u0)
+
+    def step(trans_t, obs_t, alpha_prev):
+        u = pt.dot(alpha_prev, trans_t) * obs_t
+        s = pt.sum(u)
+        return u / s, pt.log(s)
+
+    (_, log_norm) = pytensor.scan(
+        step, sequences=[trans[1:], obs[1:]], outputs_info=[u0 / s0, None], return_updates=False
+    )
+    return pt.log(s0) + pt.sum(log_norm) + pt.sum(shift)
+
+
+def _gammaln(x: np.ndarray) -> np.ndarray:
+    from scipy.special import gammaln
+
+    return gammaln(x)
