@@ -48,7 +48,7 @@ def _configure(
 
 
 def _register() -> None:
-    from forecast.cli import data, fit, ingest, report  # noqa: F401  (each module adds its commands to ``app``)
+    from forecast.cli import data, fit, ingest, report, update  # noqa: F401  (each adds its commands to ``app``)
 
 
 def main(argv: list[str] | None = None) -> None:

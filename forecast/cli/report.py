@@ -1,4 +1,4 @@
-"""``forecast report``: the scheduled report (and, registered from here, ``forecast update``).
+"""``forecast report``: the scheduled report.
 
 Module-level imports stay light (Typer and the CLI app only); the pipeline is imported inside the command.
 Exit codes: 0 published or up to date, 1 internal error, 2 bad input, 3 published with failed diagnostics,
@@ -15,7 +15,6 @@ from typing import Annotated, Any
 import typer
 
 from forecast.cli import app
-from forecast.cli import update as _update  # noqa: F401  (registers ``forecast update``)
 from forecast.cli.options import DataDir, resolve_data_dir
 
 
