@@ -199,3 +199,4 @@ def test_notebook_reuses_the_latest_report_fit_and_updates(tmp_path: Path, kerne
     # what the last cell prints is the update's current probabilities, to its 4 printed decimals
     current = dict(facts["current"])
     assert all(abs(row.mean - current[row.scenario]) <= 0.5e-4 + 1e-12 for row in final.itertuples())
+    assert not list((tmp_path / "work").iterdir()), "the notebook must leave its working directory clean"
