@@ -210,6 +210,7 @@ def run_child(spec: dict[str, Any], cache_dir: Path) -> dict[str, Any]:
         devices = max(1, min(int(spec.get("chains", 1)), os.cpu_count() or 1))
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}").strip()
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True, cwd=REPO)
     assert proc.stdout is not None
@@ -222,6 +223,8 @@ def run_child(spec: dict[str, Any], cache_dir: Path) -> dict[str, Any]:
     payload = next(json.loads(line[len(RESULT_TAG):]) for line in lines if line.startswith(RESULT_TAG))
     payload["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux reports KiB
     payload["process_s"] = elapsed
+    # other work on the machine slows every figure down: record the 1-minute load average around the job
+    payload["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return payload
 
 
@@ -264,6 +267,10 @@ def format_table(figures: dict[str, Any]) -> str:
                 f"{run['ess_bulk_min']:>10.0f}{run['ess_tail_min']:>10.0f}{_f(run['ess_bulk_per_s'], 2):>8}"
                 f"{run['divergences']:>6}{gate:>6}{block['peak_rss_mb']:>9.0f}"
             )
+    loads = {label: block.get("load_average") for label, block in figures["results"].items()}
+    rows.append("")
+    rows.append("1-min load average before/after each job (2 cores): "
+                + ", ".join(f"{k} {v}" for k, v in loads.items()))
     ratio = figures.get("ess_per_s_ratio")
     if ratio:
         rows.append("")
@@ -298,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20261125)
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--skip-quarterly", action="store_true")
+    parser.add_argument("--peer-repeat", type=int, default=2, help="peer runs in its child (1: cold only)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -321,24 +329,6 @@ def main(argv: list[str] | None = None) -> int:
     common = {"source": source, "seed": args.seed, "draws": args.draws, "tune": args.tune, "chains": args.chains,
               "target_accept": args.target_accept}
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="forecast-bench-") as tmp:
-        tmp_path = Path(tmp)
-        print(f"[bench] forecast.fit monthly ({source}), cold cache then warm", file=sys.stderr, flush=True)
-        results["forecast monthly"] = run_child(
-            {**common, "job": "forecast", "freq": "M", "repeat": 2, "save": str(tmp_path / "fit.nc")},
-            tmp_path / "cache-forecast",
-        )
-        if not args.skip_peer:
-            print("[bench] NumPyro peer monthly, cold cache then warm", file=sys.stderr, flush=True)
-            results["numpyro peer monthly"] = run_child(
-                {**common, "job": "peer", "freq": "M", "repeat": 2}, tmp_path / "cache-peer"
-            )
-        if not args.skip_quarterly:
-            print("[bench] forecast.fit quarterly, cold cache", file=sys.stderr, flush=True)
-            results["forecast quarterly"] = run_child(
-                {**common, "job": "forecast", "freq": "Q", "repeat": 1}, tmp_path / "cache-quarterly"
-            )
-
     figures: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, "benchmarks/bench_fit.py", *(argv or sys.argv[1:])]),
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -347,15 +337,27 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "peer_joint_discrepancy": None if args.skip_peer else joint,
     }
-    if "numpyro peer monthly" in results:
-        ours = {r["run"]: r["ess_bulk_per_s"] for r in results["forecast monthly"]["runs"]}
-        peer = {r["run"]: r["ess_bulk_per_s"] for r in results["numpyro peer monthly"]["runs"]}
-        figures["ess_per_s_ratio"] = {k: ours[k] / peer[k] for k in ours if peer.get(k)}
-    print(format_table(figures))
-    if args.json:
-        from forecast.atomic import write_text
+    jobs = [("forecast monthly", {"job": "forecast", "freq": "M", "repeat": 2, "save": "fit.nc"}, "cache-forecast")]
+    if not args.skip_peer:
+        jobs.append(("numpyro peer monthly", {"job": "peer", "freq": "M", "repeat": args.peer_repeat}, "cache-peer"))
+    if not args.skip_quarterly:
+        jobs.append(("forecast quarterly", {"job": "forecast", "freq": "Q", "repeat": 1}, "cache-quarterly"))
+    with tempfile.TemporaryDirectory(prefix="forecast-bench-") as tmp:
+        tmp_path = Path(tmp)
+        for label, job, cache in jobs:
+            print(f"[bench] {label} ({source}), fresh compile caches", file=sys.stderr, flush=True)
+            if "save" in job:
+                job = {**job, "save": str(tmp_path / job["save"])}
+            results[label] = run_child({**common, **job}, tmp_path / cache)
+            if "numpyro peer monthly" in results:
+                ours = {r["run"]: r["ess_bulk_per_s"] for r in results["forecast monthly"]["runs"]}
+                peer = {r["run"]: r["ess_bulk_per_s"] for r in results["numpyro peer monthly"]["runs"]}
+                figures["ess_per_s_ratio"] = {k: ours[k] / peer[k] for k in ours if peer.get(k)}
+            if args.json:  # after every job, so that a long run that is stopped keeps what it measured
+                from forecast.atomic import write_text
 
-        write_text(args.json, json.dumps(figures, indent=2, default=str) + "\n")
+                write_text(args.json, json.dumps(figures, indent=2, default=str) + "\n")
+    print(format_table(figures))
     return 0
 
 

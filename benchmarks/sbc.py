@@ -135,12 +135,13 @@ def plot_rank_histograms(ranks: pd.DataFrame, n_keep: int, n_bins: int, path: Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(dict.fromkeys(ranks["parameter"]))
+    pooled = "all parameters pooled"
+    names = [pooled, *dict.fromkeys(ranks["parameter"])]
     ncol = 6
     nrow = int(np.ceil(len(names) / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(2.3 * ncol, 1.9 * nrow), squeeze=False, sharex=True)
     for ax, name in zip(axes.ravel(), names, strict=False):
-        r = ranks.loc[ranks["parameter"] == name, "rank"].to_numpy()
+        r = ranks["rank"].to_numpy() if name == pooled else ranks.loc[ranks["parameter"] == name, "rank"].to_numpy()
         counts = np.bincount(bin_of(r, n_keep, n_bins), minlength=n_bins)
         lo, hi = stats.binom.ppf([0.005, 0.995], len(r), 1.0 / n_bins)
         ax.axhspan(lo, hi, color="0.85", lw=0)
@@ -232,12 +233,88 @@ def draw_prior(n_periods: int, seed: int) -> dict[str, np.ndarray]:
     return {name: np.asarray(group[name].values)[0, 0] for name in KEY_VARIABLES}
 
 
+class PeerEngine:
+    """Fits with the NumPyro peer (``numpyro_peer.py``: the same log density as ``forecast.model``), compiled once.
+
+    ``forecast.fitting.fit`` builds and compiles a new model for every panel; the peer takes each replication's
+    data as traced arguments of one compiled sampler, so a study of many replications costs one compilation.
+    The start is the same deterministic, marker-labelled one as ``forecast.fitting`` (``initial_values``).
+    """
+
+    _STATIC = ("T", "count_index", "level_index", "partial_t", "partial_c", "partial_y", "partial_log_e",
+               "n_level_obs")
+
+    def __init__(self, settings: dict[str, Any]):
+        self.settings = settings
+        self.mcmc = None
+
+    def __call__(self, rep: int, settings: dict[str, Any]) -> dict[str, Any]:
+        import arviz as az
+        import jax
+        from numpyro.infer import MCMC, NUTS
+        from numpyro.infer.util import unconstrain_fn
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import numpyro_peer as peer
+
+        from forecast.inputs import build_inputs, estimate_standardisation
+        from forecast.priors import default_prior_set
+
+        seed = int(settings["seed"]) * 1000 + rep
+        rng = np.random.default_rng(seed)
+        panel, truth = simulate_from_prior(settings["periods"], seed)
+        options = estimate_standardisation(panel, ModelOptions(use_labels=False))
+        inputs = build_inputs(panel, options)
+        data = peer.prepare(inputs, use_labels=False)
+        if data["partial_t"].size:
+            raise ValueError("the peer engine assumes full exposure (the simulator's default coverage)")
+        static = {k: data[k] for k in self._STATIC}
+        dynamic = {k: jax.numpy.asarray(v) for k, v in data.items() if k not in self._STATIC}
+        prior_set = default_prior_set().to_dict()
+        priors = peer.numpyro_priors(prior_set)
+
+        def model(dyn):
+            peer.model({**static, **dyn}, inputs, priors)
+
+        if self.mcmc is None:
+            chains = settings["chains"]
+            method = "parallel" if jax.local_device_count() >= min(chains, 2) and chains > 1 else "vectorized"
+            self.mcmc = MCMC(NUTS(model, target_accept_prob=0.9), num_warmup=settings["tune"],
+                             num_samples=settings["draws"], num_chains=chains, chain_method=method,
+                             progress_bar=False, jit_model_args=True)
+        # later replications reuse the compiled sampler: same structure, data passed as traced arguments
+        start = {k: jax.numpy.asarray(v) for k, v in peer.initial_values(inputs, prior_set).items()}
+        unconstrained = unconstrain_fn(model, (dynamic,), {}, start)
+        chains = settings["chains"]
+        init = {k: jax.numpy.broadcast_to(v, (chains, *v.shape)) for k, v in unconstrained.items()}
+        t0 = time.perf_counter()
+        self.mcmc.run(jax.random.PRNGKey(seed), dynamic, init_params=init, extra_fields=("diverging",))
+        samples = self.mcmc.get_samples(group_by_chain=True)
+        elapsed = time.perf_counter() - t0
+        posterior = peer.to_posterior(samples, inputs)
+        rhat = az.rhat(posterior)
+        max_rhat = float(max(np.nanmax(rhat[v].values) for v in rhat.data_vars))
+        divergences = int(np.asarray(self.mcmc.get_extra_fields(group_by_chain=True)["diverging"]).sum())
+        ess = az.ess(posterior)
+        min_ess = float(min(np.nanmin(ess[v].values) for v in ess.data_vars))
+        ranks = sbc_ranks(posterior, ranked_truth(truth, panel), settings["n_keep"], rng)
+        return {"rep": rep, "seed": seed, "seconds": elapsed, "converged": None, "max_rhat": max_rhat,
+                "min_ess_bulk": min_ess, "divergences": divergences, "label_switching": None, "ranks": ranks}
+
+
 # -- driver --------------------------------------------------------------------------------------------------------
 
 
 def run_all(reps: Iterable[int], settings: dict[str, Any], scheduler: str | None, workers: int) -> list[dict]:
     """Run replications sequentially, on a local Dask cluster (``workers`` > 0) or on ``scheduler``."""
     reps = list(reps)
+    if settings.get("engine") == "peer":
+        engine = PeerEngine(settings)
+        out = []
+        for i, rep in enumerate(reps):
+            out.append(_safe(engine, rep, settings))
+            _progress(i + 1, len(reps), out[-1])
+        return out
     if scheduler is None and workers <= 0:
         out = []
         for i, rep in enumerate(reps):
@@ -298,6 +375,8 @@ def summarise(results: list[dict], settings: dict[str, Any], out: Path) -> dict[
     # Bonferroni over parameters: the family-wise 5% threshold for "this parameter is miscalibrated"
     threshold = 0.05 / n_par
     pooled_u = (ranks["rank"].to_numpy() + 0.5) / (settings["n_keep"] + 1)
+    pooled_counts = np.bincount(bin_of(ranks["rank"].to_numpy(), settings["n_keep"], settings["bins"]),
+                                minlength=settings["bins"])
     summary.update({
         "parameters": n_par,
         "bonferroni_threshold": threshold,
@@ -307,7 +386,11 @@ def summarise(results: list[dict], settings: dict[str, Any], out: Path) -> dict[
         "ks_p_below_0.05": int((tests["ks_p"] < 0.05).sum()),
         "pooled_mean_u": float(pooled_u.mean()),
         "pooled_share_in_outer_10pct": float(((pooled_u < 0.05) | (pooled_u > 0.95)).mean()),
-        "converged": int(reps.get("converged", pd.Series(dtype=bool)).fillna(False).astype(bool).sum()),
+        "converged": (int(reps["converged"].fillna(False).astype(bool).sum())
+                      if settings.get("engine", "fit") == "fit" and "converged" in reps else None),
+        "max_rhat_above_1.05": int((reps["max_rhat"] > 1.05).sum()) if "max_rhat" in reps else None,
+        # all ranks pooled: a coarse overall check (ranks of one replication are not independent of each other)
+        "pooled_chi2_p": float(stats.chisquare(pooled_counts).pvalue),
         "median_seconds": float(reps["seconds"].median()) if "seconds" in reps else None,
     })
     plot_rank_histograms(
@@ -332,11 +415,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scheduler", help="address of a running Dask scheduler")
     parser.add_argument("--workers", type=int, default=0, help="start a local Dask cluster with this many workers")
     parser.add_argument("--out", type=Path, default=Path("sbc-results"))
+    parser.add_argument("--engine", choices=("fit", "peer"), default="fit",
+                        help="fit: forecast.fitting.fit per replication; peer: the NumPyro peer, compiled once")
     args = parser.parse_args(argv)
     if (args.keep + 1) % args.bins:
         parser.error("--keep + 1 must be divisible by --bins so that every bin is equally likely")
     settings = {"periods": args.periods, "draws": args.draws, "tune": args.tune, "chains": args.chains,
-                "n_keep": args.keep, "bins": args.bins, "seed": args.seed, "reps": args.reps}
+                "n_keep": args.keep, "bins": args.bins, "seed": args.seed, "reps": args.reps, "engine": args.engine}
     t0 = time.perf_counter()
     results = run_all(range(args.reps), settings, args.scheduler, args.workers)
     summary = summarise(results, settings, args.out)
