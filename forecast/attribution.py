@@ -300,7 +300,7 @@ class _Vintages:
         """Current probability and horizon-ahead forecast of the previous vintage (weighted means)."""
         w = np.exp(self.prev_log_w)
         last = self.report_filt[:, -1, :]
-        return w @ np.exp(last), w @ self._forecast(last, panel, horizon)
+        return w @ np.exp(last), self._forecast(last, panel, horizon, self.prev_log_w)
 
     def evaluate(self, panel: xr.Dataset, horizon: int) -> tuple[np.ndarray, np.ndarray]:
         """Current probability and forecast under ``panel`` by reweighting the previous vintage's draws."""
@@ -331,12 +331,14 @@ class _Vintages:
         log_w, khat, _ = psis_weights(total)
         self.max_khat = max(self.max_khat, khat)
         w = np.exp(log_w)
-        return w @ np.exp(last), w @ self._forecast(last, panel, horizon)
+        return w @ np.exp(last), self._forecast(last, panel, horizon, log_w)
 
-    def _forecast(self, log_last: np.ndarray, panel: xr.Dataset, horizon: int) -> np.ndarray:
-        from forecast.update import forecast_draws
+    def _forecast(self, log_last: np.ndarray, panel: xr.Dataset, horizon: int, log_w: np.ndarray) -> np.ndarray:
+        """Weighted mean forecast probabilities ``horizon`` periods after ``panel``'s last period."""
+        from forecast.probabilities import forecast_from_filtered
 
-        return forecast_draws(self.params, self.options, panel, log_last, horizon)[:, horizon - 1, :]
+        table = forecast_from_filtered(log_last, self.params, panel, self.options, horizon, log_weights=log_w)
+        return table.loc[table["horizon"] == horizon, "mean"].to_numpy()
 
 
 def attribute(

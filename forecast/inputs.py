@@ -92,8 +92,9 @@ def estimate_standardisation(panel: xr.Dataset, options: ModelOptions | None = N
         level_scale[name] = scale if scale > _EPS else 1.0
     driver_center: dict[str, float] = {}
     driver_scale: dict[str, float] = {}
-    for name in panel["driver"].values.tolist():
-        values = _driver_rate(panel, name)
+    log_rates = np.log1p(driver_rates(panel))
+    for j, name in enumerate(panel["driver"].values.tolist()):
+        values = log_rates[:, j]
         values = values[np.isfinite(values)]
         driver_center[name] = float(values.mean()) if values.size else 0.0
         scale = float(values.std()) if values.size > 1 else 0.0
@@ -240,9 +241,9 @@ def build_inputs(panel: xr.Dataset, options: ModelOptions) -> ModelInputs:
         level_mask[:, j] = ok
 
     x_now = np.zeros((panel.sizes["period"], len(drivers)))
+    log_rates = np.log1p(driver_rates(panel))
     for j, name in enumerate(drivers):
-        rate = _driver_rate(panel, name)
-        z = (rate - options.driver_center[name]) / options.driver_scale[name]
+        z = (log_rates[:, j] - options.driver_center[name]) / options.driver_scale[name]
         x_now[:, j] = np.where(np.isfinite(z), z, 0.0)
     x_std = lag_rows(x_now, options.driver_lag)
 
@@ -322,9 +323,20 @@ def _transform_level(panel: xr.Dataset, name: str) -> np.ndarray:
     return values
 
 
-def _driver_rate(panel: xr.Dataset, name: str) -> np.ndarray:
-    counts = panel["x"].sel(driver=name).values.astype(float)
-    exposure = panel["x_exposure"].sel(driver=name).values.astype(float)
+def driver_rates(panel: xr.Dataset) -> np.ndarray:
+    """Driver counts per full period: ``x / x_exposure``, NaN outside coverage.
+
+    Parameters
+    ----------
+    panel : xarray.Dataset
+        A panel from :func:`forecast.panel.build_panel`.
+
+    Returns
+    -------
+    numpy.ndarray
+        (T, D) rates in the panel's driver order.
+    """
+    counts = panel["x"].values.astype(float)
+    exposure = panel["x_exposure"].values.astype(float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rate = np.where(exposure > 0, counts / np.where(exposure > 0, exposure, 1.0), np.nan)
-    return np.log1p(rate)
+        return np.where(exposure > 0, counts / np.where(exposure > 0, exposure, 1.0), np.nan)

@@ -43,7 +43,7 @@ from forecast.emissions import (
 )
 from forecast.errors import ConfigError
 from forecast.fitfile import Fit
-from forecast.inputs import ModelInputs, ModelOptions, build_inputs
+from forecast.inputs import ModelInputs, ModelOptions, build_inputs, driver_rates
 from forecast.scenarios import SCENARIOS, factor_probabilities
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,9 @@ __all__ = [
     "compute_states",
     "factor_probabilities_table",
     "filtered_probabilities",
+    "forecast_from_filtered",
     "forecast_probabilities",
+    "scenario_table",
     "smoothed_probabilities",
     "what_if",
 ]
@@ -193,7 +195,7 @@ def compute_states(
     states = StateDraws(
         log_filtered=np.moveaxis(log_filtered, 0, 1), log_smoothed=np.moveaxis(log_smoothed, 0, 1),
         loglik_inc=loglik_inc.T, params=params,
-        inputs=inputs, options=options, x_rate=_driver_rates(panel), x_now=x_now,
+        inputs=inputs, options=options, x_rate=driver_rates(panel), x_now=x_now,
         freq=str(panel.attrs.get("freq", "M")), draw_index=index,
     )
     if log_weights is not None:
@@ -206,11 +208,23 @@ def compute_states(
     return states
 
 
-def _driver_rates(panel: Any) -> np.ndarray:
-    counts = panel["x"].values.astype(float)
-    exposure = panel["x_exposure"].values.astype(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(exposure > 0, counts / np.where(exposure > 0, exposure, 1.0), np.nan)
+@dataclass(frozen=True)
+class _DriverHistory:
+    """What a forecast needs of the observed drivers (a :class:`StateDraws` has the same attributes)."""
+
+    drivers: tuple[str, ...]
+    options: ModelOptions
+    x_rate: np.ndarray
+    x_now: np.ndarray
+    periods: pd.DatetimeIndex
+    freq: str
+
+
+def _driver_history(panel: Any, options: ModelOptions) -> _DriverHistory:
+    unlagged = build_inputs(panel, dataclasses.replace(options, use_labels=False, driver_lag=0))
+    return _DriverHistory(drivers=unlagged.drivers, options=options, x_rate=driver_rates(panel),
+                          x_now=unlagged.x_std, periods=pd.DatetimeIndex(unlagged.periods),
+                          freq=str(panel.attrs.get("freq", "M")))
 
 
 def _states(fit_or_states: Fit | StateDraws, log_weights: np.ndarray | None) -> StateDraws:
@@ -301,6 +315,26 @@ def summarise_draws(values: np.ndarray, log_weights: np.ndarray | None = None,
     return mean.reshape(rest), bounds[:, 0].reshape(rest), bounds[:, 1].reshape(rest)
 
 
+def scenario_table(probs: np.ndarray, periods: Any, log_weights: np.ndarray | None = None) -> pd.DataFrame:
+    """Tidy table of per-draw scenario probabilities: weighted mean and 90% interval per period and scenario.
+
+    Parameters
+    ----------
+    probs : numpy.ndarray
+        (N, m, 4) per-draw probabilities.
+    periods : array-like
+        (m,) period starts.
+    log_weights : numpy.ndarray, optional
+        (N,) log weights of the draws; None for equal weights.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``period``, ``scenario``, ``mean``, ``lower``, ``upper``.
+    """
+    return _table(pd.DatetimeIndex(periods), SCENARIOS, "scenario", probs, log_weights)
+
+
 def _table(periods: pd.DatetimeIndex, labels: tuple[str, ...], label_name: str, probs: np.ndarray,
            log_weights: np.ndarray | None, horizon: np.ndarray | None = None) -> pd.DataFrame:
     """Tidy table from (N, T, L) per-draw probabilities."""
@@ -356,7 +390,7 @@ def smoothed_probabilities(fit_or_states: Fit | StateDraws, *,
 
 
 # -- forecasts -----------------------------------------------------------------------------------------------
-def baseline_drivers(states: StateDraws, window: int = BASELINE_WINDOW) -> dict[str, float]:
+def baseline_drivers(states: StateDraws | _DriverHistory, window: int = BASELINE_WINDOW) -> dict[str, float]:
     """Each driver's baseline future value: its mean count per full period over the last ``window`` periods.
 
     Periods outside the driver's coverage are skipped; a driver never observed in the window gets the mean
@@ -386,7 +420,7 @@ def baseline_drivers(states: StateDraws, window: int = BASELINE_WINDOW) -> dict[
     return out
 
 
-def _future_counts(states: StateDraws, horizon: int, drivers: Mapping[str, Mapping[Any, float]] | None,
+def _future_counts(states: StateDraws | _DriverHistory, horizon: int, drivers: Mapping[str, Mapping[Any, float]] | None,
                    ) -> np.ndarray:
     """(H, D) future driver counts per period: baseline, overridden by ``drivers``."""
     names = states.drivers
@@ -423,13 +457,13 @@ def _horizon_of(key: Any, last: pd.Period, freq: str) -> int | None:
     return int((period - last).n)
 
 
-def _future_x_std(states: StateDraws, counts: np.ndarray) -> np.ndarray:
+def _future_x_std(states: StateDraws | _DriverHistory, counts: np.ndarray) -> np.ndarray:
     """(H, D) standardised, lagged drivers of the transitions into the H future periods."""
     opts = states.options
     z = np.stack([(np.log1p(counts[:, j]) - opts.driver_center[d]) / opts.driver_scale[d]
                   for j, d in enumerate(states.drivers)], axis=1) if states.drivers else counts
     x_all = np.concatenate([states.x_now, z.reshape(counts.shape[0], -1)], axis=0)  # (T + H, D)
-    n_periods = states.inputs.n_periods
+    n_periods = states.x_now.shape[0]
     rows = np.arange(n_periods, n_periods + counts.shape[0]) - opts.driver_lag
     out = np.zeros((counts.shape[0], x_all.shape[1]))
     ok = rows >= 0
@@ -437,17 +471,22 @@ def _future_x_std(states: StateDraws, counts: np.ndarray) -> np.ndarray:
     return out
 
 
-def _forecast_draws(states: StateDraws, horizon: int,
-                    drivers: Mapping[str, Mapping[Any, float]] | None) -> np.ndarray:
-    """(N, H, 4) per-draw forecast probabilities."""
+def _predict(history: StateDraws | _DriverHistory, params: dict[str, np.ndarray], log_last: np.ndarray,
+             horizon: int, drivers: Mapping[str, Mapping[Any, float]] | None) -> np.ndarray:
+    """(N, H, 4) per-draw forecast probabilities from the (N, 4) log filtered states of the last period."""
     if horizon < 1:
         raise ConfigError(f"horizon must be at least 1, got {horizon}")
-    x_future = _future_x_std(states, _future_counts(states, horizon, drivers))
-    trans = transition_model(states.params, x_future)
-    return np.exp(hmm.predict(states.log_filtered[:, -1, :], trans))
+    x_future = _future_x_std(history, _future_counts(history, horizon, drivers))
+    return np.exp(hmm.predict(log_last, transition_model(params, x_future)))
 
 
-def _future_periods(states: StateDraws, horizon: int) -> pd.DatetimeIndex:
+def _forecast_draws(states: StateDraws, horizon: int,
+                    drivers: Mapping[str, Mapping[Any, float]] | None) -> np.ndarray:
+    """(N, H, 4) per-draw forecast probabilities from the states' last period."""
+    return _predict(states, states.params, states.log_filtered[:, -1, :], horizon, drivers)
+
+
+def _future_periods(states: StateDraws | _DriverHistory, horizon: int) -> pd.DatetimeIndex:
     last = pd.Period(states.periods[-1], freq=states.freq)
     return pd.DatetimeIndex([(last + h).start_time for h in range(1, horizon + 1)]).astype("datetime64[ns]")
 
@@ -478,6 +517,50 @@ def forecast_probabilities(fit_or_states: Fit | StateDraws, horizon: int = 12,
     states = _states(fit_or_states, log_weights)
     probs = _forecast_draws(states, horizon, drivers)
     return _table(_future_periods(states, horizon), SCENARIOS, "scenario", probs, states.log_weights,
+                  horizon=np.arange(1, horizon + 1))
+
+
+def forecast_from_filtered(log_filtered_last: np.ndarray, params: dict[str, np.ndarray], panel: Any,
+                           options: ModelOptions, horizon: int = 12,
+                           drivers: Mapping[str, Mapping[Any, float]] | None = None, *,
+                           log_weights: np.ndarray | None = None) -> pd.DataFrame:
+    """Scenario probabilities 1..``horizon`` periods after ``panel``'s last period, from given filtered states.
+
+    The forecast of :func:`forecast_probabilities` for states that were not computed by
+    :func:`compute_states`, e.g. those of an online update that absorbed new periods: the same baseline
+    future drivers (:func:`baseline_drivers` of ``panel``), the same overrides, the same summaries.
+
+    Parameters
+    ----------
+    log_filtered_last : numpy.ndarray
+        (N, 4) per-draw log filtered probabilities of ``panel``'s last period.
+    params : dict of str to numpy.ndarray
+        The N draws' parameters (:func:`forecast.emissions.params_from_posterior`).
+    panel : xarray.Dataset
+        The panel the forecast starts from (observed drivers and their baseline).
+    options : ModelOptions
+        The fit's options (driver lag and standardisation constants).
+    horizon : int
+        Number of periods ahead.
+    drivers : mapping, optional
+        Future driver counts overriding the baseline, as for :func:`forecast_probabilities`.
+    log_weights : numpy.ndarray, optional
+        (N,) per-draw log weights.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``period``, ``horizon``, ``scenario``, ``mean``, ``lower``, ``upper``.
+    """
+    log_last = np.asarray(log_filtered_last, dtype=float)
+    n = log_last.shape[0]
+    if log_weights is not None:
+        log_weights = np.asarray(log_weights, dtype=float)
+        if log_weights.shape != (n,):
+            raise ConfigError(f"log_weights must have one entry per draw ({n}), got shape {log_weights.shape}")
+    history = _driver_history(panel, options)
+    probs = _predict(history, params, log_last, horizon, drivers)
+    return _table(_future_periods(history, horizon), SCENARIOS, "scenario", probs, log_weights,
                   horizon=np.arange(1, horizon + 1))
 
 

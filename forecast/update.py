@@ -32,8 +32,7 @@ import xarray as xr
 from forecast import hmm
 from forecast.atomic import atomic_path
 from forecast.errors import FitFileError
-from forecast.inputs import ModelInputs, ModelOptions, build_inputs
-from forecast.scenarios import SCENARIOS
+from forecast.inputs import ModelInputs, build_inputs
 
 if TYPE_CHECKING:
     from forecast.fitfile import Fit
@@ -52,8 +51,6 @@ LABEL_VARIABLES = ("label", "label_confidence")
 STRUCTURE_COORDS = (
     "signal", "driver", "kind", "group", "direction_us", "direction_relations", "marker", "transform",
 )
-#: Probability mass of the reported equal-tailed credible intervals.
-INTERVAL = 0.9
 
 
 @dataclass(frozen=True)
@@ -383,6 +380,7 @@ def update(
         structure change, too many periods, unreliable weights).
     """
     from forecast import emissions
+    from forecast.probabilities import forecast_from_filtered, scenario_table
 
     old = fit.panel
     options = fit.options
@@ -449,9 +447,9 @@ def update(
     if failures:
         return UpdateResult("refit_required", "; ".join(failures), **diag, **common)
 
-    filtered = weighted_table(np.exp(step.log_filtered_report), log_w, inputs.periods[n_old:])
+    filtered = scenario_table(np.exp(step.log_filtered_report), inputs.periods[n_old:], log_w)
     last = step.log_filtered_report[:, -1, :] if n_new else base.report_last
-    forecast = _forecast(params, fit, panel_new, last, log_w, horizon)
+    forecast = forecast_from_filtered(last, params, panel_new, options, horizon, log_weights=log_w)
     reason = (f"absorbed {n_new} new period(s) by reweighting {fit.n_draws} draws" if n_new
               else "no new periods: the fit already covers the data")
     return UpdateResult(
@@ -637,106 +635,6 @@ def absorb_periods(
     return Absorbed(log_ratio=log_ratio, log_filtered_report=out)
 
 
-def weighted_table(probs: np.ndarray, log_weights: np.ndarray, periods: np.ndarray) -> pd.DataFrame:
-    """Weighted posterior mean and 90% equal-tailed interval of per-draw scenario probabilities.
-
-    Parameters
-    ----------
-    probs : numpy.ndarray
-        (N, m, 4) per-draw probabilities.
-    log_weights : numpy.ndarray
-        (N,) normalised log weights.
-    periods : numpy.ndarray
-        (m,) period starts.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``period, scenario, mean, lower, upper``, one row per period and scenario.
-    """
-    from forecast.probabilities import summarise_draws
-
-    mean, lower, upper = summarise_draws(probs, log_weights, interval=INTERVAL)
-    m = probs.shape[1]
-    return pd.DataFrame({
-        "period": np.repeat(pd.DatetimeIndex(periods), len(SCENARIOS)),
-        "scenario": np.tile(np.array(SCENARIOS, dtype=object), m),
-        "mean": mean.ravel(),
-        "lower": lower.ravel(),
-        "upper": upper.ravel(),
-    })
-
-
-def baseline_future_x(panel: xr.Dataset, options: ModelOptions, horizon: int) -> np.ndarray:
-    """Standardised driver rows of the transitions into the ``horizon`` periods after the panel's last.
-
-    The transition into future period ``T + h`` uses the drivers of period ``T + h − lag``: observed values
-    while that period is in the panel, and after it the baseline, each driver's average count per full period
-    over the last 12 observed periods — the baseline of :func:`forecast.probabilities.forecast_probabilities`
-    (``tests/test_update.py`` checks that both give the same forecasts).
-
-    Parameters
-    ----------
-    panel : xarray.Dataset
-        The panel whose last period the forecast starts from.
-    options : forecast.inputs.ModelOptions
-        The fit's options (lag and standardisation).
-    horizon : int
-        Number of future periods.
-
-    Returns
-    -------
-    numpy.ndarray
-        (horizon, D) rows for :func:`forecast.emissions.log_transitions_from_x`.
-    """
-    drivers = panel["driver"].values.tolist()
-    counts = panel["x"].values.astype(float)
-    exposure = panel["x_exposure"].values.astype(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rate = np.where(exposure > 0, counts / np.where(exposure > 0, exposure, 1.0), np.nan)
-    n_periods = rate.shape[0]
-    recent = rate[-12:]
-    n_seen = np.isfinite(recent).sum(axis=0)
-    baseline = np.where(n_seen > 0, np.where(np.isfinite(recent), recent, 0.0).sum(axis=0) / np.maximum(n_seen, 1),
-                        np.nan)
-    out = np.zeros((horizon, len(drivers)))
-    for h in range(horizon):
-        source = n_periods + h - options.driver_lag
-        row = rate[source] if 0 <= source < n_periods else baseline
-        for j, name in enumerate(drivers):
-            z = (np.log1p(row[j]) - options.driver_center[name]) / options.driver_scale[name]
-            out[h, j] = z if np.isfinite(z) else 0.0
-    return out
-
-
-def forecast_draws(params: dict[str, np.ndarray], options: ModelOptions, panel: xr.Dataset, log_last: np.ndarray,
-                   horizon: int) -> np.ndarray:
-    """Per-draw scenario probabilities 1..horizon periods after the panel's last period, baseline drivers.
-
-    Parameters
-    ----------
-    params : dict of str to numpy.ndarray
-        Draws from :func:`forecast.emissions.params_from_posterior`.
-    options : forecast.inputs.ModelOptions
-        The fit's options.
-    panel : xarray.Dataset
-        The panel the forecast starts from.
-    log_last : numpy.ndarray
-        (N, 4) log filtered probabilities of the panel's last period.
-    horizon : int
-        Number of periods ahead.
-
-    Returns
-    -------
-    numpy.ndarray
-        (N, horizon, 4) probabilities.
-    """
-    from forecast import emissions
-
-    log_trans = emissions.log_transitions_from_x(params, baseline_future_x(panel, options, horizon))
-    return np.exp(hmm.predict(log_last, log_trans))
-
-
 def _base_filtered(params: dict[str, np.ndarray], inputs: ModelInputs, n_old: int, use_labels: bool,
                    states: Any) -> BaseFiltered:
     fitted = slice_inputs(inputs, 0, n_old)
@@ -756,17 +654,6 @@ def _base_filtered(params: dict[str, np.ndarray], inputs: ModelInputs, n_old: in
 def fitted_draws(params: dict[str, np.ndarray]) -> int:
     """Number of draws N in a parameter dict."""
     return int(next(iter(params.values())).shape[0])
-
-
-def _forecast(params: dict[str, np.ndarray], fit: Fit, panel_new: xr.Dataset, log_last: np.ndarray,
-              log_w: np.ndarray, horizon: int) -> pd.DataFrame:
-    pred = forecast_draws(params, fit.options, panel_new, log_last, horizon)
-    start = pd.DatetimeIndex(panel_new["period"].values)[-1]
-    offset = pd.DateOffset(months=3 if panel_new.attrs.get("freq") == "Q" else 1)
-    periods = [start + offset * (h + 1) for h in range(horizon)]
-    table = weighted_table(pred, log_w, np.array(periods, dtype="datetime64[ns]"))
-    table.insert(1, "horizon", np.repeat(np.arange(1, horizon + 1), len(SCENARIOS)))
-    return table
 
 
 # --------------------------------------------------------------------------------------------------------------
