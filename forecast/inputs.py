@@ -49,8 +49,11 @@ class ModelOptions:
     driver_scale: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.driver_lag, int) or self.driver_lag < 0:
-            raise ConfigError(f"driver_lag must be a whole number >= 0, got {self.driver_lag!r}")
+        # bool is an int subclass: True would silently mean a lag of 1; NumPy integers are whole numbers
+        lag = self.driver_lag
+        if isinstance(lag, bool | np.bool_) or not isinstance(lag, int | np.integer) or lag < 0:
+            raise ConfigError(f"driver_lag must be a whole number >= 0, got {lag!r}")
+        object.__setattr__(self, "driver_lag", int(lag))  # plain int, so that to_dict stays JSON-serialisable
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict (the form stored in the fit file)."""

@@ -29,10 +29,17 @@ def test_options_round_trip_through_json():
     assert ModelOptions.from_dict(json.loads(json.dumps(opts.to_dict()))) == opts
 
 
-@pytest.mark.parametrize("bad", [{"driver_lag": -1}, {"driver_lag": 1.5}])
+@pytest.mark.parametrize("bad", [{"driver_lag": -1}, {"driver_lag": 1.5}, {"driver_lag": True},
+                                 {"driver_lag": np.bool_(True)}, {"driver_lag": np.int64(-1)}])
 def test_bad_options_are_config_errors(bad):
     with pytest.raises(ConfigError, match="driver_lag"):
         ModelOptions(**bad)
+
+
+def test_numpy_integer_lag_is_accepted_as_a_plain_int():
+    opts = ModelOptions(driver_lag=np.int64(2))
+    assert opts.driver_lag == 2 and type(opts.driver_lag) is int
+    assert ModelOptions.from_dict(json.loads(json.dumps(opts.to_dict()))) == opts
 
 
 def test_unknown_option_is_a_config_error():

@@ -104,6 +104,7 @@ def test_every_row_problem_reported_at_once_with_line_and_column(tmp_path):
     assert "coverage_start" in by_line[4].message
     assert "observed_through" in by_line[5].message
     assert "line 15" in by_line[16].message  # both line numbers of the duplicate
+    assert 'transform = "log"' in by_line[13].message and "> 0" in by_line[13].message  # rejected, not dropped
     assert all(p.fix for p in problems)
 
 
