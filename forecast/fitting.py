@@ -62,12 +62,12 @@ _PATH_DRAWS = 200
 
 
 def _prepare_jax(chains: int) -> None:
-    """Ask for float64 and one host device per chain (up to the cores) before JAX is first imported."""
-    if "jax" not in __import__("sys").modules:
-        cores = os.cpu_count() or 1
-        flag = f"--xla_force_host_platform_device_count={max(1, min(chains, cores))}"
-        if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-            os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
+    """Ask for float64 and one host device per chain (up to the cores) before JAX first computes anything."""
+    # read when JAX first initialises its CPU backend (not at import); without effect afterwards
+    cores = os.cpu_count() or 1
+    flag = f"--xla_force_host_platform_device_count={max(1, min(chains, cores))}"
+    if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -221,8 +221,10 @@ def fit(
         if backend == "numpyro":
             chain_method = "parallel" if _n_jax_devices() >= min(chains, 2) and chains > 1 else "vectorized"
             sampler["chain_method"] = chain_method
+            sampler["dense_mass"] = dense_mass = bool(os.environ.get("FORECAST_DENSE_MASS", "1") == "1")
             idata = pm.sample(nuts_sampler="numpyro", initvals=start,
-                              nuts_sampler_kwargs={"chain_method": chain_method, "jitter": False}, **kwargs)
+                              nuts_sampler_kwargs={"chain_method": chain_method, "jitter": False,
+                                                   "dense_mass": dense_mass}, **kwargs)
         elif backend == "nutpie":
             idata = pm.sample(nuts_sampler="nutpie", initvals=start, compile_kwargs={"mode": "JAX"}, **kwargs)
         else:

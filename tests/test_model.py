@@ -1,0 +1,98 @@
+"""The PyMC model: its log-density equals the NumPy forward filter's likelihood plus the prior; names and dims."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from forecast import emissions, hmm
+from forecast.inputs import ModelOptions, build_inputs, estimate_standardisation
+from forecast.model import build_model, loading_layout
+from forecast.priors import default_prior_set
+from forecast.scenarios import EFFECTS, FACTORS, SCENARIOS
+from forecast.simulate import simulate_panel
+
+
+def _inputs(use_labels: bool, n_periods: int = 40, seed: int = 2):
+    panel, _, _ = simulate_panel(n_periods, seed=seed, label_stretches=[(3, 9), (20, 25)], level_missing=0.2,
+                                 coverage={"trilateral_exercises": (5.5, 40.0)})
+    options = estimate_standardisation(panel, ModelOptions(use_labels=use_labels))
+    return build_inputs(panel, options), options
+
+
+def _values_at(model, point):
+    names = [v.name for v in model.unobserved_value_vars]
+    fn = model.compile_fn(model.unobserved_value_vars, inputs=model.value_vars, on_unused_input="ignore")
+    return dict(zip(names, fn(point), strict=True))
+
+
+@pytest.mark.parametrize("use_labels", [False, True])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_log_density_is_numpy_likelihood_plus_prior(use_labels, seed):
+    inputs, options = _inputs(use_labels)
+    model = build_model(inputs, default_prior_set(), options)
+    rng = np.random.default_rng(seed)
+    point = {k: v + 0.4 * rng.normal(size=np.shape(v)) for k, v in model.initial_point(0).items()}
+    values = _values_at(model, point)
+    params = {k: np.asarray(values[k])[None] for k in emissions.PARAMETER_DIMS}
+    log_obs = emissions.log_emission(params, inputs)
+    if use_labels:
+        log_obs = log_obs + inputs.label_log_evidence()
+    _, inc = hmm.forward(emissions.log_initial(params), emissions.log_transitions(params, inputs), log_obs)
+    total = model.compile_logp(jacobian=False)(point)
+    prior = model.compile_logp(vars=model.free_RVs, jacobian=False)(point)
+    assert total - prior == pytest.approx(inc.sum(), abs=1e-8, rel=0)
+    assert np.isfinite(prior) and prior != 0.0
+
+
+def test_labels_change_the_density():
+    with_labels, opt_l = _inputs(True)
+    without, opt_n = _inputs(False)
+    ml = build_model(with_labels, default_prior_set(), opt_l)
+    mn = build_model(without, default_prior_set(), opt_n)
+    point = ml.initial_point(0)
+    assert ml.compile_logp()(point) != pytest.approx(mn.compile_logp()(point))
+
+
+def test_names_dims_and_coords_follow_the_contract():
+    inputs, options = _inputs(True)
+    model = build_model(inputs, default_prior_set(), options)
+    for name, dims in emissions.PARAMETER_DIMS.items():
+        assert name in model.named_vars, name
+        assert tuple(model.named_vars_to_dims[name]) == dims
+    assert list(model.coords["scenario"]) == list(SCENARIOS)
+    assert list(model.coords["effect"]) == list(EFFECTS)
+    assert list(model.coords["factor"]) == list(FACTORS)
+    assert list(model.coords["signal"]) == list(inputs.signals)
+    assert list(model.coords["count_signal"]) == list(inputs.count_signals)
+    assert list(model.coords["level_signal"]) == list(inputs.level_signals)
+    assert list(model.coords["driver"]) == list(inputs.drivers)
+    assert len(model.coords["period"]) == inputs.n_periods
+
+
+def test_signs_and_marker_dominance_hold_for_any_parameter_values():
+    inputs, options = _inputs(False)
+    model = build_model(inputs, default_prior_set(), options)
+    fn = model.compile_fn(model["loading"], inputs=model.value_vars, on_unused_input="ignore")
+    rng = np.random.default_rng(3)
+    base = model.initial_point(0)
+    for _ in range(50):
+        loading = fn({k: v + 2.0 * rng.normal(size=np.shape(v)) for k, v in base.items()})
+        for s in range(len(inputs.signals)):
+            for f in range(2):
+                d = inputs.direction[s, f]
+                if d != 0 and inputs.marker[s] in ("", FACTORS[f]):
+                    assert np.sign(loading[s, f]) in (0, d)
+            if inputs.marker[s]:
+                own = FACTORS.index(inputs.marker[s])
+                assert np.all(np.abs(np.delete(loading[s], own)) < abs(loading[s, own]))
+
+
+def test_layout_puts_every_loading_somewhere_once():
+    inputs, _ = _inputs(False)
+    layout = loading_layout(inputs)
+    cells = (list(zip(layout.mag_signal, layout.mag_effect, strict=True))
+             + list(zip(layout.free_signal, layout.free_effect, strict=True))
+             + [(s, 2) for s in layout.inter_signal]
+             + list(zip(layout.cross_signal, layout.cross_effect, strict=True)))
+    assert sorted(map(tuple, cells)) == [(s, e) for s in range(len(inputs.signals)) for e in range(3)]
