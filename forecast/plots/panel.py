@@ -19,27 +19,39 @@ logger = logging.getLogger(__name__)
 
 #: One colour per scenario, in :data:`forecast.scenarios.SCENARIOS` order (colour-blind safe, Okabe–Ito).
 SCENARIO_COLOURS: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#CC79A7")
+_WIDTH_INCHES, _ROW_INCHES, _TOP_INCHES, _BOTTOM_INCHES = 11.0, 1.3, 0.45, 0.75
+#: Width of one character of the 8-point row names, generously rounded up (inches).
+_NAME_CHAR_INCHES = 0.07
+
+
+def _period_edges(periods: np.ndarray) -> np.ndarray:
+    """(T + 1,) period boundaries: each period's start, then the end of the last one."""
+    if periods.size == 0:
+        return periods
+    step = periods[-1] - periods[-2] if periods.size > 1 else np.timedelta64(31, "D")
+    return np.append(periods, periods[-1] + step)
+
+
+def _runs(codes: np.ndarray, edges: np.ndarray) -> list[tuple[np.datetime64, np.datetime64, int]]:
+    """Runs of consecutive periods with the same code: (first period start, next period start, code)."""
+    if codes.size == 0:
+        return []
+    change = np.flatnonzero(np.diff(codes) != 0) + 1
+    bounds = np.concatenate([[0], change, [codes.size]])
+    return [(edges[a], edges[b], int(codes[a])) for a, b in itertools.pairwise(bounds)]
 
 
 def _label_spans(panel: xr.Dataset) -> list[tuple[np.datetime64, np.datetime64, int]]:
     """Runs of consecutive periods with the same label: (first period start, next period start, scenario)."""
     label = panel["label"].values.astype(int)
-    starts = panel["period"].values
-    if label.size == 0:
-        return []
-    step = starts[-1] - starts[-2] if starts.size > 1 else np.timedelta64(31, "D")
-    ends = np.append(starts[1:], starts[-1] + step)
-    change = np.flatnonzero(np.diff(label) != 0) + 1
-    bounds = np.concatenate([[0], change, [label.size]])
-    return [(starts[a], ends[b - 1], int(label[a])) for a, b in itertools.pairwise(bounds)
-            if label[a] >= 0]
+    return [run for run in _runs(label, _period_edges(panel["period"].values)) if run[2] >= 0]
 
 
 def plot_panel(panel: xr.Dataset) -> Figure:
     """Draw the panel's signals and drivers as small multiples sharing the time axis.
 
-    Counts are drawn as bars per period, levels as points joined by a line; periods outside an indicator's
-    coverage are hatched grey; analyst labels are shaded in their scenario's colour on every row.
+    Counts are drawn as filled steps (one bar per period), levels as points joined by a line; periods outside
+    an indicator's coverage are hatched grey; analyst labels are shaded in their scenario's colour on every row.
 
     Parameters
     ----------
@@ -59,21 +71,30 @@ def plot_panel(panel: xr.Dataset) -> Figure:
         cell = panel.sel(driver=name)
         rows.append((f"{name} (driver)", cell["x"].values, cell["x_exposure"].values > 0, "count"))
     periods = panel["period"].values
+    edges = _period_edges(periods)
     n = max(len(rows), 1)
-    figure = Figure(figsize=(11, 1.5 * n + 1.2), layout="constrained")
+    # fixed margins in inches (title on top, legend at the bottom, names on the left) instead of a layout
+    # engine: the figure's size is known, and constrained layout redrew every tick several times per render
+    height = _ROW_INCHES * n + _TOP_INCHES + _BOTTOM_INCHES
+    left = min(0.6 + _NAME_CHAR_INCHES * max((len(row[0]) for row in rows), default=0), _WIDTH_INCHES / 3)
+    figure = Figure(figsize=(_WIDTH_INCHES, height))
     FigureCanvasAgg(figure)
-    axes = figure.subplots(n, 1, sharex=True, squeeze=False)[:, 0]
+    axes = figure.subplots(n, 1, sharex=True, squeeze=False, gridspec_kw={
+        "left": left / _WIDTH_INCHES, "right": 1 - 0.2 / _WIDTH_INCHES,
+        "top": 1 - _TOP_INCHES / height, "bottom": _BOTTOM_INCHES / height, "hspace": 0.25,
+    })[:, 0]
     spans = _label_spans(panel)
-    width = np.diff(periods).min() * 0.9 if periods.size > 1 else np.timedelta64(25, "D")
+    # few artists per row whatever the number of periods: one span per run of labels or of missing coverage,
+    # one step patch for all counts, one line for a level (thousands of bars made drawing take seconds)
     for ax, (name, values, covered, kind) in zip(axes, rows, strict=False):
         for start, stop, code in spans:
             ax.axvspan(start, stop, color=SCENARIO_COLOURS[code], alpha=0.18, linewidth=0)
-        if (~covered).any():
-            outside = np.where(~covered, 1.0, 0.0)
-            ax.fill_between(periods, 0, 1, where=outside > 0, transform=ax.get_xaxis_transform(), color="0.85",
-                            hatch="//", edgecolor="0.7", linewidth=0, step="post")
+        for start, stop, inside in _runs(covered.astype(int), edges):
+            if not inside:
+                ax.axvspan(start, stop, facecolor="0.85", hatch="//", edgecolor="0.7", linewidth=0)
         if kind == "count":
-            ax.bar(periods, np.nan_to_num(values), width=width, align="edge", color="0.2")
+            if periods.size:
+                ax.stairs(np.nan_to_num(values), edges, fill=True, color="0.2", linewidth=0)
         else:
             ok = np.isfinite(values)
             ax.plot(periods[ok], values[ok], marker="o", markersize=2.5, linewidth=0.8, color="0.2")
@@ -85,10 +106,13 @@ def plot_panel(panel: xr.Dataset) -> Figure:
     handles = [Patch(color=c, alpha=0.35, label=f"label: {s}")
                for s, c in zip(SCENARIOS, SCENARIO_COLOURS, strict=True)]
     handles.append(Patch(facecolor="0.85", hatch="//", edgecolor="0.7", label="outside coverage"))
-    figure.legend(handles=handles, loc="outside upper center", ncols=len(handles), fontsize=8, frameon=False)
+    # the legend goes below the rows: at the top it shared the title's space and overlapped it when the figure
+    # was shown inline (cropped to its tight bounding box)
+    figure.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.05 / height), ncols=len(handles),
+                  fontsize=8, frameon=False)
     freq = panel.attrs.get("freq", "M")
     figure.suptitle(f"Panel per {'month' if freq == 'M' else 'quarter'}, observed through "
-                    f"{panel.attrs.get('observed_through', '?')}", fontsize=10)
+                    f"{panel.attrs.get('observed_through', '?')}", fontsize=10, y=1 - 0.1 / height, va="top")
     return figure
 
 
