@@ -52,8 +52,11 @@ RESIDUAL = "new periods, time passing and refit (not explained by single rows)"
 
 
 @dataclass(frozen=True)
-class ObservationRow:
-    """One observation row of a data file.
+class DataRow:
+    """One validated observation row of a data vintage, and whether it was added or removed between two.
+
+    A row of :func:`forecast.observations.load_observations` (numeric value, file and line) plus the direction
+    of the change; :class:`forecast.ingest.ObservationRow`'s text rows are for rewriting files instead.
 
     Parameters
     ----------
@@ -141,17 +144,17 @@ class Attribution:
         }
 
 
-def diff_rows(previous: Iterable[ObservationRow], new: Iterable[ObservationRow]) -> list[ObservationRow]:
+def diff_rows(previous: Iterable[DataRow], new: Iterable[DataRow]) -> list[DataRow]:
     """Rows added in ``new`` and rows of ``previous`` missing from ``new`` (a revised row is both).
 
     Parameters
     ----------
-    previous, new : iterable of ObservationRow
+    previous, new : iterable of DataRow
         The observation rows of the two data vintages.
 
     Returns
     -------
-    list of ObservationRow
+    list of DataRow
         Added rows (``change="added"``, file/line in the new data) then removed rows (``change="removed"``,
         file/line in the previous data). Identical rows are matched as multisets.
     """
@@ -173,7 +176,7 @@ def diff_rows(previous: Iterable[ObservationRow], new: Iterable[ObservationRow])
     return added + removed
 
 
-def rows_from_frame(frame: pd.DataFrame) -> list[ObservationRow]:
+def rows_from_frame(frame: pd.DataFrame) -> list[DataRow]:
     """Observation rows from a table with columns ``date, indicator, value, file, line`` (+ ``source, note``).
 
     Parameters
@@ -183,13 +186,13 @@ def rows_from_frame(frame: pd.DataFrame) -> list[ObservationRow]:
 
     Returns
     -------
-    list of ObservationRow
+    list of DataRow
         One per table row.
     """
     out = []
     for rec in frame.to_dict(orient="records"):
         note = rec.get("note", "")
-        out.append(ObservationRow(
+        out.append(DataRow(
             date=str(pd.Timestamp(rec["date"]).date()), indicator=str(rec["indicator"]), value=float(rec["value"]),
             file=str(rec.get("file", "")), line=int(rec.get("line", 0) or 0), source=str(rec.get("source", "") or ""),
             note="" if note is None or (isinstance(note, float) and np.isnan(note)) else str(note),
@@ -197,14 +200,14 @@ def rows_from_frame(frame: pd.DataFrame) -> list[ObservationRow]:
     return out
 
 
-def remove_row(panel: xr.Dataset, row: ObservationRow, rows_in_cell: int = 1) -> xr.Dataset:
+def remove_row(panel: xr.Dataset, row: DataRow, rows_in_cell: int = 1) -> xr.Dataset:
     """The panel without ``row``'s contribution to its cell (or with it put back, for a removed row).
 
     Parameters
     ----------
     panel : xarray.Dataset
         The panel built from the data the row belongs to (for ``"removed"`` rows: the data without it).
-    row : ObservationRow
+    row : DataRow
         The row.
     rows_in_cell : int, optional
         Level indicators: how many measurements the cell's mean is over in ``panel`` (the row included for an
@@ -345,7 +348,7 @@ def attribute(
     fit: Fit,
     previous_panel: xr.Dataset,
     new_panel: xr.Dataset,
-    changed_rows: Sequence[ObservationRow],
+    changed_rows: Sequence[DataRow],
     *,
     previous_log_weights: np.ndarray | None = None,
     new_current: np.ndarray | None = None,
@@ -364,7 +367,7 @@ def attribute(
         The panel the previous report was computed on (``fit.panel``, or its extension on an update path).
     new_panel : xarray.Dataset
         The panel of the new data.
-    changed_rows : sequence of ObservationRow
+    changed_rows : sequence of DataRow
         Rows added to or removed from the data since the previous report (:func:`diff_rows`).
     previous_log_weights : numpy.ndarray, optional
         (N,) normalised log weights of the previous report's draws (its update), uniform when omitted.

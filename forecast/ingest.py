@@ -61,6 +61,10 @@ _UNKNOWN = {"", "unknown", "n/a", "na", "none", "?"}
 class ObservationRow:
     """One row of an observation CSV, as the text that is written.
 
+    Kept as text, unlike the validated rows of :mod:`forecast.observations` (numbers, dates) and the
+    :class:`forecast.attribution.DataRow` of a report: merging rewrites the target file, and rows that are
+    not touched must be written back exactly as they were.
+
     Parameters
     ----------
     date : str
@@ -271,13 +275,10 @@ def _read_table(path: Path, problems: list[Problem], what: str) -> _Table | None
         problems.append(Problem(str(path), None, None, None, "old Excel .xls files are not read",
                                 "save the sheet as .xlsx or as CSV UTF-8"))
         return None
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        problems.append(Problem(str(path), _line_of_offset(raw, exc.start), None, None,
-                                f"{what} is not valid UTF-8 (byte {exc.start})",
-                                "save it as UTF-8 (in Excel: Save As → CSV UTF-8)"))
+    from forecast.observations import read_text_file  # imported here: pandas only when a file is read
+
+    text = read_text_file(path, str(path), problems)
+    if text is None:
         return None
     reader = csv.reader(io.StringIO(text, newline=""))
     header: list[str] | None = None
@@ -304,10 +305,6 @@ def _read_table(path: Path, problems: list[Problem], what: str) -> _Table | None
                                 "export the file again with its header row"))
         return None
     return _Table(header, rows)
-
-
-def _line_of_offset(raw: bytes, offset: int) -> int:
-    return raw.count(b"\n", 0, offset) + 1
 
 
 def _read_xlsx(path: Path, problems: list[Problem], what: str) -> _Table | None:
@@ -1016,28 +1013,6 @@ def ingest_events(events: str | Path, mapping: str | Path | EventMapping, data_d
 # Merge and commit
 
 
-def read_observation_file(path: str | Path) -> list[ObservationRow]:
-    """Read an existing observation CSV as text rows (for merging).
-
-    Parameters
-    ----------
-    path : str or pathlib.Path
-        An observation CSV (``date,indicator,value,source[,note]``).
-
-    Returns
-    -------
-    list of ObservationRow
-        In file order; empty if the file does not exist.
-
-    Raises
-    ------
-    DataValidationError
-        If the file is unreadable or its header is not the observation header.
-
-    """
-    return _read_target(Path(path))[0]
-
-
 def _read_target(path: Path) -> tuple[list[ObservationRow], list[int]]:
     if not path.exists():
         return [], []
@@ -1199,7 +1174,7 @@ def _other_files_warning(data_dir: Path, target_name: str, indicators: set[str])
         if path.name == target_name:
             continue
         try:
-            rows = read_observation_file(path)
+            rows, _ = _read_target(path)
         except DataValidationError:
             continue  # reported by the dataset validation
         found = Counter(r.indicator for r in rows if r.indicator in indicators)

@@ -44,7 +44,23 @@ class _Table:
     columns: tuple[str, ...]
 
 
-def _read_text(path: Path, file: str, problems: list[Problem]) -> str | None:
+def read_text_file(path: Path, file: str, problems: list[Problem]) -> str | None:
+    """Read a data file as UTF-8 text (a BOM is dropped), or append why it cannot be read and return None.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file.
+    file : str
+        The file's name as reported in problems.
+    problems : list of Problem
+        Problems found are appended here (unreadable file, UTF-16, invalid UTF-8 with its line).
+
+    Returns
+    -------
+    str or None
+        The text, or None when it could not be read.
+    """
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -186,7 +202,7 @@ def read_observation_file(path: str | Path, catalog: Catalog | None, problems: l
         The rows that passed every check, columns as in :func:`load_observations`.
     """
     file = str(path)
-    text = _read_text(Path(path), file, problems)
+    text = read_text_file(Path(path), file, problems)
     empty = _empty_observations()
     if text is None:
         return empty
@@ -474,7 +490,7 @@ def collect_labels(path: str | Path, problems: list[Problem]) -> pd.DataFrame:
     if not path.exists():
         return _empty_labels()
     file = str(path)
-    text = _read_text(path, file, problems)
+    text = read_text_file(path, file, problems)
     if text is None:
         return _empty_labels()
     table = _parse_csv(text, file, LABEL_COLUMNS, (), _HEADER_LABELS, problems, allow_no_rows=True)

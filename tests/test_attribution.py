@@ -49,8 +49,8 @@ class TestAttribute:
         old = vintage["old"]
         name = first_count(old)
         new = add_to(old, "y", "signal", name, 119, 2.0)
-        rows = [at.ObservationRow(iso(old, 119), name, 2.0, "a.csv", 5),
-                at.ObservationRow(iso(old, 119), name, 0.0, "a.csv", 6)]
+        rows = [at.DataRow(iso(old, 119), name, 2.0, "a.csv", 5),
+                at.DataRow(iso(old, 119), name, 0.0, "a.csv", 6)]
         table = at.attribute(vintage["fit"], old, new, rows).table
         zero = table[table["line"] == 6]
         assert len(zero) == 4 and np.allclose(zero[["current", "forecast"]].to_numpy(), 0.0, atol=1e-12)
@@ -59,7 +59,7 @@ class TestAttribute:
         old = vintage["old"]
         name = first_count(old)
         new = add_to(old, "y", "signal", name, 119, 3.0)
-        row = at.ObservationRow(iso(old, 119), name, 3.0, "events.csv", 42, source="test")
+        row = at.DataRow(iso(old, 119), name, 3.0, "events.csv", 42, source="test")
         result = at.attribute(vintage["fit"], old, new, [row])
         rows = result.table[result.table["row"] != at.RESIDUAL].set_index("scenario")
         totals = result.totals.set_index("scenario")
@@ -78,7 +78,7 @@ class TestAttribute:
         panel = vintage["panel"]
         driver = panel["driver"].values.tolist()[0]
         new = add_to(panel, "x", "driver", driver, 120, 3.0)
-        row = at.ObservationRow(iso(panel, 120), driver, 3.0, "launches.csv", 7)
+        row = at.DataRow(iso(panel, 120), driver, 3.0, "launches.csv", 7)
         result = at.attribute(vintage["fit"], vintage["old"], new, [row])
         mine = result.table[result.table["line"] == 7].set_index("scenario")
         assert np.allclose(mine["current"], 0.0, atol=1e-9)
@@ -91,7 +91,7 @@ class TestAttribute:
         panel = vintage["panel"]
         name = first_count(panel)
         new = add_to(panel, "y", "signal", name, 120, 2.0)
-        row = at.ObservationRow(iso(panel, 120), name, 2.0, "e.csv", 3)
+        row = at.DataRow(iso(panel, 120), name, 2.0, "e.csv", 3)
         result = at.attribute(vintage["fit"], vintage["old"], new, [row])
         summed = result.table.groupby("scenario")[["current", "forecast"]].sum().loc[list(SCENARIOS)]
         totals = result.totals.set_index("scenario").loc[list(SCENARIOS)]
@@ -117,17 +117,17 @@ class TestAttribute:
         added = pd.DataFrame({**base, "date": [pd.Timestamp(iso(old, 119))], "line": [3]})
         result = at.attribute_observations(vintage["fit"], old, new, previous, pd.concat([previous, added]))
         direct = at.attribute(vintage["fit"], old, new,
-                              [at.ObservationRow(iso(old, 119), name, 1.0, "o.csv", 3, source="s")])
+                              [at.DataRow(iso(old, 119), name, 1.0, "o.csv", 3, source="s")])
         pd.testing.assert_frame_equal(result.table, direct.table)
         assert set(result.table["line"]) == {0, 3}
 
 
 class TestRowsAndCells:
     def test_diff_rows_finds_added_and_removed_as_multisets(self):
-        a = at.ObservationRow("2026-01-05", "talks", 1, "x.csv", 2)
-        b = at.ObservationRow("2026-01-09", "talks", 1, "x.csv", 3)
-        b_revised = at.ObservationRow("2026-01-09", "talks", 2, "x.csv", 3)
-        c = at.ObservationRow("2026-02-01", "talks", 1, "x.csv", 4)
+        a = at.DataRow("2026-01-05", "talks", 1, "x.csv", 2)
+        b = at.DataRow("2026-01-09", "talks", 1, "x.csv", 3)
+        b_revised = at.DataRow("2026-01-09", "talks", 2, "x.csv", 3)
+        c = at.DataRow("2026-02-01", "talks", 1, "x.csv", 4)
         changed = at.diff_rows([a, b, a], [a, b_revised, c, a])
         assert [(r.date, r.value, r.change) for r in changed] == [
             ("2026-01-09", 2, "added"), ("2026-02-01", 1, "added"), ("2026-01-09", 1, "removed")]
@@ -136,31 +136,31 @@ class TestRowsAndCells:
         panel = tiny_panel()
         t = 2
         date = iso(panel, t)
-        count = at.remove_row(panel, at.ObservationRow(date, "talks", 1, "f", 1))
+        count = at.remove_row(panel, at.DataRow(date, "talks", 1, "f", 1))
         assert float(count["y"].sel(signal="talks")[t]) == float(panel["y"].sel(signal="talks")[t]) - 1
-        back = at.remove_row(panel, at.ObservationRow(date, "talks", 2, "f", 1, change="removed"))
+        back = at.remove_row(panel, at.DataRow(date, "talks", 2, "f", 1, change="removed"))
         assert float(back["y"].sel(signal="talks")[t]) == float(panel["y"].sel(signal="talks")[t]) + 2
-        only = at.remove_row(panel, at.ObservationRow(date, "troops", 10.0, "f", 1))
+        only = at.remove_row(panel, at.DataRow(date, "troops", 10.0, "f", 1))
         assert np.isnan(float(only["y"].sel(signal="troops")[t]))
         assert not bool(only["observed"].sel(signal="troops")[t])
         mean = float(panel["y"].sel(signal="troops")[t])
-        two = at.remove_row(panel, at.ObservationRow(date, "troops", mean + 1, "f", 1), rows_in_cell=2)
+        two = at.remove_row(panel, at.DataRow(date, "troops", mean + 1, "f", 1), rows_in_cell=2)
         assert float(two["y"].sel(signal="troops")[t]) == pytest.approx(mean - 1)
-        drv = at.remove_row(panel, at.ObservationRow(date, "launches", 1, "f", 1))
+        drv = at.remove_row(panel, at.DataRow(date, "launches", 1, "f", 1))
         assert float(drv["x"][t, 0]) == max(float(panel["x"][t, 0]) - 1, 0)
         # the input panel is untouched
         assert float(panel["y"].sel(signal="talks")[t]) == float(tiny_panel()["y"].sel(signal="talks")[t])
 
     def test_rows_outside_the_panel_leave_it_unchanged(self):
         panel = tiny_panel()
-        out = at.remove_row(panel, at.ObservationRow("1980-01-01", "talks", 1, "f", 1))
+        out = at.remove_row(panel, at.DataRow("1980-01-01", "talks", 1, "f", 1))
         assert out.identical(panel)
 
     def test_description_names_what_when_and_indicator(self):
-        row = at.ObservationRow("2026-03-14", "nk_icbm_launches", 1, "cns.csv", 9)
+        row = at.DataRow("2026-03-14", "nk_icbm_launches", 1, "cns.csv", 9)
         assert row.describe({"nk_icbm_launches": "ICBM launch"}) == "ICBM launch on 2026-03-14 (nk_icbm_launches)"
-        assert "value 3" in at.ObservationRow("2026-03-14", "x", 3, "f", 1).describe()
-        assert at.ObservationRow("2026-03-14", "x", 1, "f", 1, change="removed").describe().startswith("removed")
+        assert "value 3" in at.DataRow("2026-03-14", "x", 3, "f", 1).describe()
+        assert at.DataRow("2026-03-14", "x", 1, "f", 1, change="removed").describe().startswith("removed")
 
     def test_rows_from_frame(self):
         frame = pd.DataFrame({"date": ["2026-01-02"], "indicator": ["talks"], "value": [1], "source": ["s"],
