@@ -325,17 +325,9 @@ def load_fit(path: str | Path) -> Fit:
         a group or attribute.
     """
     path = Path(path)
-    if not path.exists():
-        raise FitFileError(path, "no such fit file", "run 'forecast fit' (or 'forecast report') to create one")
-    try:
-        tree = xr.open_datatree(path, engine="h5netcdf")
-        tree = tree.load()
-        tree.close()
-    except Exception as exc:  # h5py/h5netcdf raise many types for truncated or foreign files
-        raise FitFileError(
-            path, f"cannot be read as a netCDF fit file ({type(exc).__name__}: {exc})",
-            "the file is damaged or not a fit file; refit with 'forecast fit'",
-        ) from None
+    tree = read_netcdf(path, "fit file", "a netCDF fit file",
+                       missing_fix="run 'forecast fit' (or 'forecast report') to create one",
+                       damaged_fix="the file is damaged or not a fit file; refit with 'forecast fit'", tree=True)
     missing_attrs = [a for a in REQUIRED_ATTRS if a not in tree.attrs]
     missing_groups = [g for g in REQUIRED_GROUPS if g not in tree.children]
     if missing_attrs or missing_groups:
@@ -358,6 +350,42 @@ def load_fit(path: str | Path) -> Fit:
             "refit with 'forecast fit'; do not edit fit files by hand",
         )
     return Fit(tree=tree)
+
+
+def read_netcdf(path: Path, noun: str, read_as: str, *, missing_fix: str, damaged_fix: str,
+                tree: bool = False) -> Any:
+    """Open a netCDF file written by this package and load it into memory, or raise a :class:`FitFileError`.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file.
+    noun : str
+        What the file is, for the message when it is missing (``"no such fit file"``).
+    read_as : str
+        What it was read as, for the message when it cannot be read (``"cannot be read as a netCDF fit file"``).
+    missing_fix, damaged_fix : str
+        What the user should do when the file is missing, or unreadable.
+    tree : bool, optional
+        Open it as an :class:`xarray.DataTree` (groups) instead of an :class:`xarray.Dataset`.
+
+    Returns
+    -------
+    xarray.DataTree or xarray.Dataset
+        The loaded content, the file closed.
+    """
+    if not path.exists():
+        raise FitFileError(path, f"no such {noun}", missing_fix)
+    try:
+        if tree:
+            content = xr.open_datatree(path, engine="h5netcdf")
+            content = content.load()
+            content.close()
+            return content
+        with xr.open_dataset(path, engine="h5netcdf") as handle:
+            return handle.load()
+    except Exception as exc:  # h5py/h5netcdf raise many types for truncated or foreign files
+        raise FitFileError(path, f"cannot be read as {read_as} ({type(exc).__name__}: {exc})", damaged_fix) from None
 
 
 def _encode_attrs(attrs: dict[str, Any]) -> dict[str, Any]:

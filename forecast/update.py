@@ -32,6 +32,7 @@ import xarray as xr
 from forecast import hmm
 from forecast.atomic import atomic_path
 from forecast.errors import FitFileError
+from forecast.fitfile import read_netcdf
 from forecast.inputs import ModelInputs, build_inputs
 
 if TYPE_CHECKING:
@@ -728,14 +729,9 @@ def load_update(path: str | Path) -> UpdateResult:
         If the file is missing, unreadable, or not an update file of this format.
     """
     path = Path(path)
-    if not path.exists():
-        raise FitFileError(path, "no such update file", "run 'forecast update --json' or pass the right path")
-    try:
-        with xr.open_dataset(path, engine="h5netcdf") as handle:
-            ds = handle.load()
-    except Exception as exc:  # h5py raises many types for damaged files
-        raise FitFileError(path, f"cannot be read as an update file ({type(exc).__name__}: {exc})",
-                           "run 'forecast update' again") from None
+    ds = read_netcdf(path, "update file", "an update file",
+                     missing_fix="run 'forecast update --json' or pass the right path",
+                     damaged_fix="run 'forecast update' again")
     if int(np.asarray(ds.attrs.get("forecast_update_format", -1)).item()) != UPDATE_FORMAT or "meta" not in ds.attrs:
         raise FitFileError(path, "not an update file of this version", "run 'forecast update' again")
     meta = json.loads(ds.attrs["meta"])
