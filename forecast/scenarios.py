@@ -38,6 +38,9 @@ FACTOR_MATRIX = EFFECT_MATRIX[:, :2]
 
 N_SCENARIOS = len(SCENARIOS)
 
+#: One colour per scenario, in :data:`SCENARIOS` order (colour-blind safe, Okabe–Ito), for every figure.
+SCENARIO_COLOURS: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#CC79A7")
+
 
 def scenario_index(scenario_id: str) -> int:
     """Return the position of a scenario id in :data:`SCENARIOS`.

@@ -13,12 +13,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from forecast.atomic import atomic_path
-from forecast.scenarios import SCENARIOS
+from forecast.scenarios import SCENARIO_COLOURS, SCENARIOS
 
 logger = logging.getLogger(__name__)
 
-#: One colour per scenario, in :data:`forecast.scenarios.SCENARIOS` order (colour-blind safe, Okabe–Ito).
-SCENARIO_COLOURS: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#CC79A7")
 _WIDTH_INCHES, _ROW_INCHES, _TOP_INCHES, _BOTTOM_INCHES = 11.0, 1.3, 0.45, 0.75
 #: Width of one character of the 8-point row names, generously rounded up (inches).
 _NAME_CHAR_INCHES = 0.07

@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from forecast.scenarios import SCENARIOS
+from forecast.scenarios import SCENARIO_COLOURS, SCENARIOS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from forecast.report.content import Content
 
-#: One colour per scenario, in :data:`forecast.scenarios.SCENARIOS` order (colour-blind safe).
-COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7")
+#: One colour per scenario (the same in every figure of the package).
+COLOURS = SCENARIO_COLOURS
 
 
 def _figure(width: float = 9.0, height: float = 3.6, nrows: int = 1, ncols: int = 1,
