@@ -305,21 +305,29 @@ class PeerEngine:
 # -- driver --------------------------------------------------------------------------------------------------------
 
 
-def run_all(reps: Iterable[int], settings: dict[str, Any], scheduler: str | None, workers: int) -> list[dict]:
-    """Run replications sequentially, on a local Dask cluster (``workers`` > 0) or on ``scheduler``."""
+def run_all(reps: Iterable[int], settings: dict[str, Any], scheduler: str | None, workers: int,
+            on_result: Callable[[list[dict]], None] | None = None) -> list[dict]:
+    """Run replications sequentially, on a local Dask cluster (``workers`` > 0) or on ``scheduler``.
+
+    ``on_result`` is called with the results so far after every replication (the study's files are rewritten
+    then, so a long study that is stopped keeps what it finished).
+    """
     reps = list(reps)
+    on_result = on_result or (lambda results: None)
     if settings.get("engine") == "peer":
         engine = PeerEngine(settings)
         out = []
         for i, rep in enumerate(reps):
             out.append(_safe(engine, rep, settings))
             _progress(i + 1, len(reps), out[-1])
+            on_result(out)
         return out
     if scheduler is None and workers <= 0:
         out = []
         for i, rep in enumerate(reps):
             out.append(_safe(replicate, rep, settings))
             _progress(i + 1, len(reps), out[-1])
+            on_result(out)
         return out
     from dask.distributed import Client, LocalCluster, as_completed
 
@@ -335,6 +343,7 @@ def run_all(reps: Iterable[int], settings: dict[str, Any], scheduler: str | None
         for i, future in enumerate(as_completed(futures)):
             out.append(future.result())
             _progress(i + 1, len(reps), out[-1])
+            on_result(sorted(out, key=lambda r: r["rep"]))
         return sorted(out, key=lambda r: r["rep"])
     finally:
         client.close()
@@ -423,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"periods": args.periods, "draws": args.draws, "tune": args.tune, "chains": args.chains,
                 "n_keep": args.keep, "bins": args.bins, "seed": args.seed, "reps": args.reps, "engine": args.engine}
     t0 = time.perf_counter()
-    results = run_all(range(args.reps), settings, args.scheduler, args.workers)
+    results = run_all(range(args.reps), settings, args.scheduler, args.workers,
+                      on_result=lambda so_far: summarise(so_far, settings, args.out))
     summary = summarise(results, settings, args.out)
     summary["total_seconds"] = time.perf_counter() - t0
     print(json.dumps(summary, indent=2, default=str))
