@@ -95,18 +95,19 @@ def job_forecast(spec: dict[str, Any]) -> dict[str, Any]:
     runs = []
     result = None
     for i in range(spec["repeat"]):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = fit(
             panel, seed=spec["seed"], draws=spec["draws"], tune=spec["tune"], chains=spec["chains"],
             target_accept=spec["target_accept"], catalog_text=catalog_text, data_sha256=sha, progress=False,
         )
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         posterior = result.posterior
         sampling = _sampling_time(result)
         ess = ess_summary(posterior)
         runs.append({
             "run": "cold" if i == 0 else "warm",
             "wall_s": wall,
+            "cpu_s": cpu,
             "sampling_s": sampling,
             **ess,
             "ess_bulk_per_s": ess["ess_bulk_min"] / sampling if sampling else float("nan"),
@@ -171,16 +172,17 @@ def job_peer(spec: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError(f"the NumPyro peer's log-likelihood differs from forecast's by {discrepancy:.3g}")
     runs = []
     for i in range(spec["repeat"]):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = numpyro_peer.run(
             panel, seed=spec["seed"], draws=spec["draws"], tune=spec["tune"], chains=spec["chains"],
             target_accept=spec["target_accept"],
         )
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         ess = ess_summary(res["posterior"])
         runs.append({
             "run": "cold" if i == 0 else "warm",
             "wall_s": wall,
+            "cpu_s": cpu,
             "sampling_s": res["sampling_s"],
             **ess,
             "ess_bulk_per_s": ess["ess_bulk_min"] / res["sampling_s"],
@@ -223,6 +225,7 @@ def run_child(spec: dict[str, Any], cache_dir: Path) -> dict[str, Any]:
     payload = next(json.loads(line[len(RESULT_TAG):]) for line in lines if line.startswith(RESULT_TAG))
     payload["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux reports KiB
     payload["process_s"] = elapsed
+    payload["process_cpu_s"] = usage.ru_utime + usage.ru_stime
     # other work on the machine slows every figure down: record the 1-minute load average around the job
     payload["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return payload
@@ -256,14 +259,14 @@ def machine() -> dict[str, Any]:
 
 def format_table(figures: dict[str, Any]) -> str:
     """A plain-text table of every run."""
-    head = (f"{'what':<26}{'run':<6}{'wall s':>8}{'sample s':>10}{'ESS bulk':>10}{'ESS tail':>10}"
+    head = (f"{'what':<26}{'run':<6}{'wall s':>8}{'CPU s':>8}{'sample s':>10}{'ESS bulk':>10}{'ESS tail':>10}"
             f"{'ESS/s':>8}{'div':>6}{'gate':>6}{'peak MB':>9}")
     rows = [head, "-" * len(head)]
     for label, block in figures["results"].items():
         for run in block["runs"]:
             gate = "" if run["gate_passed"] is None else ("pass" if run["gate_passed"] else "FAIL")
             rows.append(
-                f"{label:<26}{run['run']:<6}{run['wall_s']:>8.1f}{_f(run['sampling_s']):>10}"
+                f"{label:<26}{run['run']:<6}{run['wall_s']:>8.1f}{_f(run.get('cpu_s')):>8}{_f(run['sampling_s']):>10}"
                 f"{run['ess_bulk_min']:>10.0f}{run['ess_tail_min']:>10.0f}{_f(run['ess_bulk_per_s'], 2):>8}"
                 f"{run['divergences']:>6}{gate:>6}{block['peak_rss_mb']:>9.0f}"
             )
