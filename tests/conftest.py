@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,15 @@ def write_tiny_data_dir(root: Path) -> Path:
     (data / "observations" / "drivers.csv").write_text(TINY_DRIVERS, encoding="utf-8")
     (data / "labels.csv").write_text(TINY_LABELS, encoding="utf-8")
     return data
+
+
+def raw_rows(data_dir: Path) -> list[dict[str, str]]:
+    """Every row of ``data_dir/observations/*.csv`` as read by the csv module (text, no validation)."""
+    rows = []
+    for path in sorted((data_dir / "observations").glob("*.csv")):
+        with path.open(encoding="utf-8", newline="") as handle:
+            rows.extend(csv.DictReader(handle))
+    return rows
 
 
 @pytest.fixture

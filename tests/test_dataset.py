@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import csv
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import raw_rows
 
 from forecast.dataset import Dataset, data_sha256, load_dataset
 from forecast.errors import DataValidationError
-
-
-def _raw_rows(data_dir: Path) -> list[dict[str, str]]:
-    rows = []
-    for path in sorted((data_dir / "observations").glob("*.csv")):
-        with path.open(encoding="utf-8", newline="") as handle:
-            rows.extend(csv.DictReader(handle))
-    return rows
 
 
 def test_load_dataset_returns_everything_validated(tiny_data_dir):
     dataset = load_dataset(tiny_data_dir)
     assert isinstance(dataset, Dataset)
     assert dataset.catalog.ids == ("talks", "disputes", "troops", "launches")
-    assert len(dataset.observations) == len(_raw_rows(tiny_data_dir))
+    assert len(dataset.observations) == len(raw_rows(tiny_data_dir))
     assert len(dataset.labels) == 2
     assert dataset.data_dir == tiny_data_dir
     assert dataset.sha256 == data_sha256(tiny_data_dir) and len(dataset.sha256) == 64
@@ -80,10 +72,10 @@ def test_missing_directory_and_missing_catalog(tmp_path):
     assert "catalog file does not exist" in messages and "observations folder does not exist" in messages
 
 
-def test_summary_tables_match_the_raw_rows(tiny_data_dir):
+def test_summary_tables_match_theraw_rows(tiny_data_dir):
     dataset = load_dataset(tiny_data_dir)
     summary = dataset.summary()
-    rows = _raw_rows(tiny_data_dir)
+    rows = raw_rows(tiny_data_dir)
     indicators = summary["indicators"].set_index("indicator")
     for ind in dataset.catalog:
         mine = [r for r in rows if r["indicator"] == ind.id]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import tempfile
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY_CATALOG, write_tiny_data_dir
+from conftest import TINY_CATALOG, raw_rows, write_tiny_data_dir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,14 +17,6 @@ from forecast.dataset import load_dataset
 from forecast.errors import ConfigError
 from forecast.panel import build_panel
 from forecast.scenarios import SCENARIOS
-
-
-def _raw_rows(data_dir: Path) -> list[dict[str, str]]:
-    rows = []
-    for path in sorted((data_dir / "observations").glob("*.csv")):
-        with path.open(encoding="utf-8", newline="") as handle:
-            rows.extend(csv.DictReader(handle))
-    return rows
 
 
 def _edit(path: Path, old: str, new: str, count: int = 1) -> None:
@@ -70,7 +61,7 @@ def test_monthly_counts_are_sums_and_levels_are_means(tiny_data_dir):
         handle.write("2020-06-01,troops,28700,Extra report,\n")  # a second measurement in June 2020
     dataset = load_dataset(tiny_data_dir)
     panel = build_panel(dataset, "M")
-    rows = _raw_rows(tiny_data_dir)
+    rows = raw_rows(tiny_data_dir)
     for name in ("talks", "disputes"):
         for period in panel["period"].values:
             month = pd.Timestamp(period).strftime("%Y-%m")
