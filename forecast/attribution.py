@@ -289,15 +289,25 @@ class _Vintages:
         self.prev_log_w = (np.full(self.n_draws, -np.log(self.n_draws)) if previous_log_weights is None
                            else np.asarray(previous_log_weights, dtype=float))
         self.log_init = emissions.log_initial(self.params)
-        log_trans = emissions.transition_model(self.params, self.prev_inputs.x_std)
-        log_obs = emissions.log_emission(self.params, self.prev_inputs)
-        self.report_filt, _ = hmm.forward(self.log_init, log_trans, log_obs)
-        if self.options.use_labels and np.any(self.prev_inputs.label >= 0):
-            self.weight_filt, self.weight_inc = hmm.forward(
-                self.log_init, log_trans, log_obs + self.prev_inputs.label_log_evidence())
-        else:
-            self.weight_filt, self.weight_inc = self.report_filt, hmm.forward(self.log_init, log_trans, log_obs)[1]
+        self.report_filt, self.weight_filt, self.weight_inc = self._filter(self.prev_inputs)
         self.max_khat = -np.inf
+
+    def _filter(self, inputs: ModelInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Forward filter every draw over ``inputs``: (reported, conditioning, increments).
+
+        The reported filtered states use the evidence alone; the conditioning states and their increments are
+        what the fit's posterior conditions on (label evidence added when the fit used labels; otherwise the
+        same arrays as reported).
+        """
+        from forecast import emissions
+
+        log_trans = emissions.transition_model(self.params, inputs.x_std)
+        log_obs = emissions.log_emission(self.params, inputs)
+        report, inc = hmm.forward(self.log_init, log_trans, log_obs)
+        if self.options.use_labels and np.any(inputs.label >= 0):
+            weight, inc = hmm.forward(self.log_init, log_trans, log_obs + inputs.label_log_evidence())
+            return report, weight, inc
+        return report, report, inc
 
     def previous(self, horizon: int, panel: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
         """Current probability and horizon-ahead forecast of the previous vintage (weighted means)."""
@@ -311,15 +321,7 @@ class _Vintages:
         t0 = _first_difference(self.prev_inputs, inputs)
         n_prev = self.prev_inputs.n_periods
         if t0 == 0:
-            from forecast import emissions
-
-            log_trans = emissions.transition_model(self.params, inputs.x_std)
-            log_obs = emissions.log_emission(self.params, inputs)
-            report, inc_r = hmm.forward(self.log_init, log_trans, log_obs)
-            if self.options.use_labels and np.any(inputs.label >= 0):
-                _, inc = hmm.forward(self.log_init, log_trans, log_obs + inputs.label_log_evidence())
-            else:
-                inc = inc_r
+            report, _, inc = self._filter(inputs)
             log_ratio = inc.sum(axis=1) - self.weight_inc.sum(axis=1)
             last = report[:, -1, :]
         else:
