@@ -207,3 +207,28 @@ def test_predict_from_states_matches_hmm(states):
     trans = transition_model(states.params, x_future)
     dense = hmm.predict(states.log_filtered[:, -1], trans.dense())
     np.testing.assert_allclose(np.exp(dense), prob._forecast_draws(states, 3, None), atol=1e-12)
+
+
+def test_forecast_from_filtered_is_the_forecast_of_the_states(sim, states):
+    # the same draws, panel and weights through the public entry point give the same table as
+    # forecast_probabilities (exact up to float rounding: the same code path, no sampling)
+    fit = sim[3]
+    rng = np.random.default_rng(7)
+    lw = rng.normal(size=states.n_draws)
+    surge = {states.drivers[0]: {1: 10.0, 2: 10.0}}
+    for drivers, weights in ((None, None), (surge, lw)):
+        expected = prob.forecast_probabilities(states, 6, drivers, log_weights=weights)
+        got = prob.forecast_from_filtered(states.log_filtered[:, -1, :], states.params, fit.panel, fit.options, 6,
+                                          drivers, log_weights=weights)
+        pd.testing.assert_frame_equal(got, expected, check_exact=False, atol=1e-12, rtol=0)
+    plain = prob.forecast_probabilities(states, 6, log_weights=lw)
+    assert np.abs(expected["mean"] - plain["mean"]).max() > 1e-4  # the surge and weights are not a no-op
+    with pytest.raises(ConfigError, match="one entry per draw"):
+        prob.forecast_from_filtered(states.log_filtered[:, -1, :], states.params, fit.panel, fit.options, 6,
+                                    log_weights=lw[:-1])
+
+
+def test_scenario_table_is_the_filtered_table(states):
+    expected = prob.filtered_probabilities(states)
+    got = prob.scenario_table(np.exp(states.log_filtered), states.periods)
+    pd.testing.assert_frame_equal(got, expected)
