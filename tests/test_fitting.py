@@ -132,3 +132,21 @@ def test_recovery_and_gate_on_a_simulated_panel():
         lo, hi = np.quantile(draws, [0.05, 0.95], axis=0)
         inside += list((truth[name].ravel() >= lo) & (truth[name].ravel() <= hi))
     assert np.mean(inside) >= 0.75, np.mean(inside)
+
+
+def test_fit_command_rejects_an_unknown_prior_set_with_exit_2(capsys):
+    from forecast.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "--priors", "no_such_set", "--out", "unused.nc"])
+    assert info.value.code == 2
+    assert "unknown prior set" in capsys.readouterr().err
+
+
+def test_fit_rejects_an_unknown_backend():
+    from forecast.errors import ConfigError
+    from forecast.fitting import fit
+
+    panel, _, _ = simulate_panel(20, seed=0)
+    with pytest.raises(ConfigError, match="backend"):
+        fit(panel, seed=0, backend="stan")
