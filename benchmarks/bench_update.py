@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
-    from forecast import emissions, update
+    from forecast import emissions, probabilities, update
     from forecast.dataset import load_dataset
     from forecast.fitfile import load_fit, save_fit
     from forecast.inputs import build_inputs
@@ -141,9 +141,10 @@ def main() -> None:
         def absorb() -> None:
             step = update.absorb_periods(params, inputs, n_old, base)
             log_w, _, _ = update.psis_weights(step.log_ratio)
-            update.weighted_table(np.exp(step.log_filtered_report), log_w, inputs.periods[n_old:])
-            pred = update.forecast_draws(params, fit.options, panel_new, step.log_filtered_report[:, -1], 12)
-            update.weighted_table(pred, log_w, np.arange(12).astype("datetime64[M]").astype("datetime64[ns]"))
+            probabilities.scenario_table(np.exp(step.log_filtered_report), inputs.periods[n_old:], log_w)
+            probabilities.forecast_from_filtered(
+                step.log_filtered_report[:, -1], params, panel_new, fit.options, 12, log_weights=log_w
+            )
 
         t_absorb = best_of(args.repeat, absorb)
         # 2. the whole update() call on the loaded fit
