@@ -40,8 +40,8 @@ def fit_command(
     out: Annotated[Path, typer.Option("--out", help="Fit file to write (netCDF).", dir_okay=False)] = Path("fit.nc"),
     freq: Annotated[Freq, typer.Option("--freq", help="Monthly (M) or quarterly (Q) periods.")] = Freq.M,
     seed: Annotated[int, typer.Option("--seed", help="Sampler seed (same seed and data give the same fit).")] = 1,
-    draws: Annotated[int, typer.Option("--draws", min=1, help="Posterior draws per chain.")] = 500,
-    tune: Annotated[int, typer.Option("--tune", min=0, help="Tuning steps per chain.")] = 500,
+    draws: Annotated[int, typer.Option("--draws", min=1, help="Posterior draws per chain.")] = 1000,
+    tune: Annotated[int, typer.Option("--tune", min=0, help="Tuning steps per chain.")] = 1000,
     chains: Annotated[int, typer.Option("--chains", min=1, help="Number of chains (at least 2 for the gate).")] = 4,
     backend: Annotated[Backend, typer.Option("--backend", help="NUTS implementation.")] = Backend.numpyro,
     priors: Annotated[str, typer.Option("--priors", help="Packaged prior set name (default, flat, paper, "
@@ -49,7 +49,7 @@ def fit_command(
     = "default",
     no_labels: Annotated[bool, typer.Option("--no-labels", help="Do not use the analyst labels as evidence.")]
     = False,
-    target_accept: Annotated[float, typer.Option("--target-accept", help="NUTS target acceptance rate.")] = 0.9,
+    target_accept: Annotated[float, typer.Option("--target-accept", help="NUTS target acceptance rate.")] = 0.95,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the sampler's progress bar.")]
     = True,
 ) -> None:
