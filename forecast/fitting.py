@@ -62,10 +62,14 @@ _PATH_DRAWS = 200
 
 
 def _prepare_jax(chains: int) -> None:
-    """Ask for float64 and one host device per chain (up to the cores) before JAX first computes anything."""
+    """Ask for float64 and one host device per chain before JAX first computes anything.
+
+    NumPyro runs chains in parallel only when there is a device for every chain (with fewer it silently draws
+    them one after another on one core), so the virtual device count is the chain count; XLA shares the
+    machine's cores between them.
+    """
     # read when JAX first initialises its CPU backend (not at import); without effect afterwards
-    cores = os.cpu_count() or 1
-    flag = f"--xla_force_host_platform_device_count={max(1, min(chains, cores))}"
+    flag = f"--xla_force_host_platform_device_count={max(1, chains)}"
     if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
     import jax
@@ -219,7 +223,7 @@ def fit(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Ee]xplicit.*")
         if backend == "numpyro":
-            chain_method = "parallel" if _n_jax_devices() >= min(chains, 2) and chains > 1 else "vectorized"
+            chain_method = "parallel" if _n_jax_devices() >= chains > 1 else "vectorized"
             sampler["chain_method"] = chain_method
             sampler["dense_mass"] = True  # ~40 parameters: a dense metric is cheap and cut leapfrog steps by 30%
             idata = pm.sample(nuts_sampler="numpyro", initvals=start,
@@ -305,7 +309,7 @@ def _log_prior(idata: Any, model: Any) -> xr.Dataset:
     """Log prior density of each free variable per draw (elementwise, summed over its own dims)."""
     import pymc as pm
 
-    tree = pm.compute_log_prior(idata, model=model, extend_inferencedata=False, progressbar=False)
+    tree = pm.stats.compute_log_prior(idata, model=model, extend_inferencedata=False, progressbar=False)
     group = tree if isinstance(tree, xr.Dataset) else _group(tree, "log_prior")
     out = {}
     for name, da in group.data_vars.items():
