@@ -132,7 +132,9 @@ def cmd_test(args: list[str]) -> int:
     browser_setup = ROOT / "tests" / "browser_setup.py"
     if browser_setup.exists():
         subprocess.run([str(python), str(browser_setup)], cwd=ROOT, check=False)
-    code = _run([str(python), "-m", "pytest", *args])
+    # spread the suite over the machine's cores unless the caller chose otherwise
+    parallel = [] if any(a.startswith(("-n", "--numprocesses")) for a in args) else ["-n", "auto"]
+    code = _run([str(python), "-m", "pytest", *parallel, *args])
     if code == 5:
         _say("pytest collected no tests")
     return code
