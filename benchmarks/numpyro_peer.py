@@ -213,39 +213,18 @@ def numpyro_priors(prior_set: dict[str, Any]) -> dict[str, Any]:
 def loading_layout(inputs: ModelInputs) -> dict[str, np.ndarray]:
     """Which loading entries are signed magnitudes, free, shrunk interactions or marker cross-loadings.
 
-    The rule of ``forecast.model``: a known sign d gives ``d·|β|``; an unknown sign ``β ~ Normal(0, τ_group)``;
-    non-markers' interactions are free but shrunk; a marker's own-factor loading is ``d·|β|`` (d = +1 if
-    unknown) and its other-factor and interaction loadings are ``|β_own|·(scale·r + shift)`` with r ~ Beta,
-    (scale, shift) = (d, 0) for a known cross sign, (2, −1) otherwise.
+    Taken from ``forecast.model.loading_layout`` (plain index arrays, no PyMC objects), so that the peer cannot
+    drift from the model's identification rule: a known sign d gives ``d·|β|``; an unknown sign
+    ``β ~ Normal(0, τ_group)``; non-markers' interactions are free but shrunk (count signals only: level signals
+    have no u·r term); a marker's own-factor loading is ``d·|β|`` and its cross-loadings are
+    ``|β_own|·(scale·r + shift)`` with r ~ Beta.
     """
-    mag, free, inter, cross = [], [], [], []
-    owner: dict[int, int] = {}
-    for s in range(len(inputs.signals)):
-        marker = inputs.marker[s]
-        own = FACTORS.index(marker) if marker in FACTORS else None
-        for f in range(len(FACTORS)):
-            d = int(inputs.direction[s, f])
-            if own is not None and f == own:
-                owner[s] = len(mag)
-                mag.append((s, f, float(d) if d else 1.0))
-            elif own is not None:
-                cross.append((s, f, float(d), 0.0) if d else (s, f, 2.0, -1.0))
-            elif d:
-                mag.append((s, f, float(d)))
-            else:
-                free.append((s, f))
-        if own is not None:
-            cross.append((s, 2, 2.0, -1.0))
-        else:
-            inter.append(s)
-    arr = lambda rows, i, t=int: np.array([r[i] for r in rows], dtype=t)  # noqa: E731
-    return {
-        "mag_signal": arr(mag, 0), "mag_effect": arr(mag, 1), "mag_sign": arr(mag, 2, float),
-        "free_signal": arr(free, 0), "free_effect": arr(free, 1), "inter_signal": np.array(inter, dtype=int),
-        "cross_signal": arr(cross, 0), "cross_effect": arr(cross, 1),
-        "cross_owner": np.array([owner[c[0]] for c in cross], dtype=int),
-        "cross_scale": arr(cross, 2, float), "cross_shift": arr(cross, 3, float),
-    }
+    from forecast.model import loading_layout as model_layout
+
+    lay = model_layout(inputs)
+    names = ("mag_signal", "mag_effect", "mag_sign", "free_signal", "free_effect", "inter_signal", "cross_signal",
+             "cross_effect", "cross_owner", "cross_scale", "cross_shift")
+    return {name: np.asarray(getattr(lay, name)) for name in names}
 
 
 def sample_parameters(inputs: ModelInputs, priors: dict[str, Any]) -> dict[str, jnp.ndarray]:
@@ -305,34 +284,10 @@ def model(data: dict[str, Any], inputs: ModelInputs, priors: dict[str, Any]) -> 
 
 def initial_values(inputs: ModelInputs, prior_set: dict[str, Any]) -> dict[str, np.ndarray]:
     """The deterministic, marker-labelled start of ``forecast.fitting`` (same for every chain, no jitter)."""
-    lay = loading_layout(inputs)
-    out: dict[str, np.ndarray] = {}
-    if inputs.count_signals:
-        mask = inputs.count_mask
-        exposure = np.where(mask, np.exp(inputs.log_exposure), 0.0)
-        rate = (inputs.y_count * mask).sum(axis=0) + 0.5
-        a = np.log(rate / np.maximum(exposure.sum(axis=0), 1.0))
-        out.update(count_intercept=a, intercept_location=np.asarray(float(a.mean())),
-                   intercept_scale=np.asarray(float(max(a.std(), 0.5))),
-                   nb_alpha=np.full(len(inputs.count_signals), 5.0))
-    if inputs.level_signals:
-        out.update(level_intercept=np.zeros(len(inputs.level_signals)),
-                   level_sigma=np.full(len(inputs.level_signals), 0.7))
-    out["loading_scale"] = np.full(len(inputs.groups), 0.7)
-    if lay["mag_signal"].size:
-        own = np.array([inputs.marker[s] != "" for s in lay["mag_signal"]])
-        out["loading_magnitude"] = np.where(own, 0.8, 0.5)
-    if lay["free_signal"].size:
-        out["loading_free"] = np.zeros(lay["free_signal"].size)
-    if lay["inter_signal"].size:
-        out["loading_interaction"] = np.zeros(lay["inter_signal"].size)
-    if lay["cross_signal"].size:
-        out["marker_ratio"] = np.where(lay["cross_shift"] < 0, 0.5, 0.25)
-    mu = prior_set["priors"]["stickiness"].get("kwargs", {}).get("mu", 3.0)
-    out["stickiness"] = np.full(N_SCENARIOS, float(mu))
-    out["driver_effect"] = np.zeros((len(inputs.drivers), 2))
-    out["init_prob"] = np.full(N_SCENARIOS, 1.0 / N_SCENARIOS)
-    return out
+    from forecast.fitting import initial_values as model_start
+    from forecast.priors import PriorSet
+
+    return model_start(inputs, PriorSet.from_dict(prior_set))
 
 
 def joint_discrepancy(panel: xr.Dataset, n_points: int = 3, seed: int = 0) -> float:

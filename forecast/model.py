@@ -122,8 +122,10 @@ def loading_layout(inputs: ModelInputs) -> LoadingLayout:
     inter: list[int] = []
     cross: list[tuple[int, int, str, float, float]] = []  # signal, effect, owner key, scale, shift
     owner_pos: dict[str, int] = {}
+    levels = set(np.asarray(inputs.level_index).tolist())
     for s, name in enumerate(inputs.signals):
         marker = inputs.marker[s]
+        interacts = s not in levels  # level signals load additively on the two factors (no u·r term)
         own = FACTORS.index(marker) if marker in FACTORS else None
         for f in range(len(FACTORS)):
             d = int(inputs.direction[s, f])
@@ -136,6 +138,8 @@ def loading_layout(inputs: ModelInputs) -> LoadingLayout:
                 mag.append((s, f, float(d)))
             else:
                 free.append((s, f))
+        if not interacts:
+            continue
         if own is not None:
             cross.append((s, 2, name, 2.0, -1.0))
         else:
@@ -253,36 +257,74 @@ def build_model(inputs: ModelInputs, priors: PriorSet, options: ModelOptions) ->
         log_obs = emission_logp(inputs, intercept, loading, nb_alpha, level_sigma)
         if options.use_labels:
             log_obs = log_obs + np.maximum(inputs.label_log_evidence(), LABEL_EVIDENCE_FLOOR)
-        log_trans = transition_logp(inputs.x_std, stickiness, driver_effect)
-        pm.Potential("loglik", forward_loglik(pt.log(init_prob), log_trans, log_obs))
+        trans = transition_matrices(inputs.x_std, stickiness, driver_effect)
+        pm.Potential("loglik", forward_loglik(init_prob, trans, log_obs))
     logger.debug("built model: %d periods, %d signals, %d drivers, %d free variables", inputs.n_periods, n_sig,
                  len(inputs.drivers), len(model.free_RVs))
     return model
 
 
+def count_value_table(inputs: ModelInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (count signal, value) pairs of full-exposure cells and which periods have each.
+
+    Counts are small integers, so a count signal with full exposure takes a handful of distinct values over all
+    periods; its log density under each scenario depends only on the pair (signal, value).
+
+    Returns
+    -------
+    onehot : numpy.ndarray
+        (T, J) 1 where period t has the pair j (full exposure, observed), else 0.
+    pair_signal : numpy.ndarray
+        (J,) position of the pair's signal among the count signals.
+    pair_value : numpy.ndarray
+        (J,) the count.
+    """
+    full = inputs.count_mask & (np.abs(inputs.log_exposure) < 1e-12)
+    columns, signal_of, value_of = [], [], []
+    for c in range(len(inputs.count_signals)):
+        for v in np.unique(inputs.y_count[full[:, c], c]):
+            columns.append(full[:, c] & (inputs.y_count[:, c] == v))
+            signal_of.append(c)
+            value_of.append(float(v))
+    onehot = np.stack(columns, axis=1).astype(float) if columns else np.zeros((inputs.n_periods, 0))
+    return onehot, np.asarray(signal_of, dtype=int), np.asarray(value_of, dtype=float)
+
+
+def _nb_logpmf(y, log_mu, nb_alpha, log_alpha):
+    """Negative-binomial log pmf (mean exp(log_mu), dispersion nb_alpha), broadcasting."""
+    log_denominator = pt.logaddexp(log_mu, log_alpha)
+    return (pt.gammaln(y + nb_alpha) - pt.gammaln(nb_alpha) - _gammaln(np.asarray(y) + 1.0)
+            + nb_alpha * (log_alpha - log_denominator) + y * (log_mu - log_denominator))
+
+
 def emission_logp(inputs: ModelInputs, intercept, loading, nb_alpha, level_sigma):
     """(T, 4) log density of each period's signals under each scenario (masked cells contribute 0).
 
-    Scenario-independent terms are summed once per period; the scenario-dependent terms are matrix products
-    of period weights (T, k) with per-(signal, scenario) tables (k, 4).
+    Count cells with full exposure are scored by table look-up: the log density of each distinct
+    (signal, value) pair under each scenario is computed once (a (J, 4) table, J a few per signal) and spread
+    over the periods by one product with a constant (T, J) indicator matrix. The rare cells with partial
+    exposure are scored one by one. Level signals: scenario-independent terms once per period, the
+    scenario-dependent part as matrix products of period weights (T, k) with (k, 4) tables.
     """
     eta = intercept[:, None] + pt.dot(loading, EFFECT_MATRIX.T)  # (S, K)
     total = pt.zeros((inputs.n_periods, N_SCENARIOS))
     if inputs.count_signals:
-        mask = inputs.count_mask.astype(float)
-        y = inputs.y_count * mask
         eta_c = eta[inputs.count_index]  # (C, K)
         log_alpha = pt.log(nb_alpha)
-        independent = (
-            pt.sum(mask * (pt.gammaln(y + nb_alpha[None, :]) - pt.gammaln(nb_alpha)[None, :]
-                           + (nb_alpha * log_alpha)[None, :]), axis=1)
-            + np.sum(mask * (y * inputs.log_exposure - _gammaln(y + 1.0)), axis=1)
-        )
-        log_mu = inputs.log_exposure[:, :, None] + eta_c[None, :, :]  # (T, C, K)
-        log_denominator = pt.logaddexp(log_mu, log_alpha[None, :, None])
-        weight = (y + mask * nb_alpha[None, :])[:, :, None]  # 0 where unobserved
-        dependent = pt.dot(y, eta_c) - pt.sum(weight * log_denominator, axis=1)
-        total = total + independent[:, None] + dependent
+        onehot, pair_signal, pair_value = count_value_table(inputs)
+        if pair_signal.size:
+            table = _nb_logpmf(pair_value[:, None], eta_c[pair_signal], nb_alpha[pair_signal][:, None],
+                               log_alpha[pair_signal][:, None])  # (J, K)
+            total = total + pt.dot(onehot, table)
+        partial = inputs.count_mask & (np.abs(inputs.log_exposure) >= 1e-12)
+        if partial.any():
+            rows, cols = np.nonzero(partial)
+            log_mu = inputs.log_exposure[rows, cols][:, None] + eta_c[cols]  # (P, K)
+            cell = _nb_logpmf(inputs.y_count[rows, cols][:, None], log_mu, nb_alpha[cols][:, None],
+                              log_alpha[cols][:, None])
+            spread = np.zeros((inputs.n_periods, rows.size))
+            spread[rows, np.arange(rows.size)] = 1.0
+            total = total + pt.dot(spread, cell)
     if inputs.level_signals:
         mask = inputs.level_mask.astype(float)
         z = inputs.z_level * mask
@@ -296,32 +338,45 @@ def emission_logp(inputs: ModelInputs, intercept, loading, nb_alpha, level_sigma
     return total
 
 
-def transition_logp(x_std: np.ndarray, stickiness, driver_effect):
-    """(T, 4, 4) log transition matrices: ``log_softmax_j(ρ_i [i = j] + x̃_t · (γ_us u_j + γ_rel r_j))``."""
+def transition_matrices(x_std: np.ndarray, stickiness, driver_effect):
+    """(T, 4, 4) transition matrices ``softmax_j(ρ_i [i = j] + x̃_t · (γ_us u_j + γ_rel r_j))`` in closed form.
+
+    With ``e_tj = exp(g_tj − max_j g_tj)`` the row normaliser is ``Z_ti = Σ_j e_tj + e_ti (e^ρ_i − 1)``, so the
+    matrices need only (T, 4) exponentials and no (T, 4, 4) log-sum-exp.
+    """
     shift = pt.dot(driver_effect, FACTOR_MATRIX.T)  # (D, K)
-    g = pt.dot(np.asarray(x_std, dtype=float), shift) if x_std.shape[1] else pt.zeros((x_std.shape[0], N_SCENARIOS))
-    logits = g[:, None, :] + pt.diag(stickiness)[None, :, :]  # (T, i, j)
-    return logits - pt.logsumexp(logits, axis=-1, keepdims=True)
+    if x_std.shape[1]:
+        g = pt.dot(np.asarray(x_std, dtype=float), shift)
+        e = pt.exp(g - pt.max(g, axis=1, keepdims=True))  # (T, K), largest entry 1 per period
+    else:
+        e = pt.ones((x_std.shape[0], N_SCENARIOS))
+    stay = e * pt.expm1(stickiness)[None, :]  # (T, K): extra weight of staying in state i
+    normaliser = pt.sum(e, axis=1, keepdims=True) + stay  # (T, K) = Z_ti
+    eye = np.eye(N_SCENARIOS)
+    return (e[:, None, :] + stay[:, :, None] * eye[None]) / normaliser[:, :, None]
 
 
-def forward_loglik(log_init, log_trans, log_obs):
+def forward_loglik(init_prob, trans, log_obs, renormalise_every: int = 2):
     """Total log-likelihood ``log p(y_1..T)`` of the hidden-Markov model, without a sequential loop.
 
     ``p(y_1..T) = π' D_0 M_1 M_2 ⋯ M_{T−1} 1`` with ``D_t = diag(exp(log_obs_t))`` and ``M_t = A_t D_t``. The
-    product of the T − 1 matrices is taken as a balanced tree: at each of ⌈log₂ T⌉ levels the pairs are
-    multiplied in one batched matrix product and every product is divided by its largest entry, whose log is
-    accumulated (all entries are non-negative, so nothing cancels). The scales are treated as constants in the
-    gradient, which is exact because the result does not depend on them. This is the forward algorithm
+    T − 1 matrices are padded with identities to a power of two and multiplied as a balanced tree: at each of
+    ⌈log₂ T⌉ levels the pairs are multiplied in one batched matrix product; every ``renormalise_every`` levels
+    each product is divided by its largest entry, whose log is accumulated (all entries are non-negative, so
+    nothing cancels; between renormalisations entries stay far from float64 underflow). The scales are constants
+    in the gradient, which is exact because the result does not depend on them. This is the forward algorithm
     reassociated; compared with a ``scan`` over periods its gradient is several times cheaper to evaluate.
 
     Parameters
     ----------
-    log_init : TensorVariable
-        (K,) log initial distribution.
-    log_trans : TensorVariable
-        (T, K, K) log transition matrices; row 0 unused.
+    init_prob : TensorVariable
+        (K,) initial distribution.
+    trans : TensorVariable
+        (T, K, K) transition matrices (rows sum to 1); row 0 unused.
     log_obs : TensorVariable
         (T, K) log observation densities.
+    renormalise_every : int
+        Levels of the tree between rescalings.
 
     Returns
     -------
@@ -335,22 +390,25 @@ def forward_loglik(log_init, log_trans, log_obs):
         raise ValueError("forward_loglik needs a static number of periods")
     shift = disconnected_grad(pt.max(log_obs, axis=1))  # keeps exp() in range; the result does not depend on it
     obs = pt.exp(log_obs - shift[:, None])
-    v = pt.exp(log_init) * obs[0]
+    v = init_prob * obs[0]
     total = pt.sum(shift)
     if n_periods > 1:
-        mats = pt.exp(log_trans[1:]) * obs[1:, None, :]  # (T-1, K, K): M_t = A_t D_t
         k = N_SCENARIOS
         n = n_periods - 1
-        while n > 1:
-            if n % 2:
-                mats = pt.concatenate([mats, pt.eye(k)[None]], axis=0)
-                n += 1
-            pairs = mats.reshape((n // 2, 2, k, k))
-            mats = pt.matmul(pairs[:, 0], pairs[:, 1])
-            scale = disconnected_grad(pt.max(mats, axis=(1, 2)))
-            mats = mats / scale[:, None, None]
-            total = total + pt.sum(pt.log(scale))
-            n //= 2
+        mats = trans[1:] * obs[1:, None, :]  # (T-1, K, K): M_t = A_t D_t
+        size = 1 << (n - 1).bit_length()
+        if size > n:
+            mats = pt.concatenate([mats, pt.tile(pt.eye(k)[None], (size - n, 1, 1))], axis=0)
+        level = 0
+        while size > 1:
+            pairs = mats.reshape((size // 2, 2, k, k))
+            mats = pt.sum(pairs[:, 0, :, :, None] * pairs[:, 1, None, :, :], axis=2)  # fuses better than matmul
+            size //= 2
+            level += 1
+            if level % renormalise_every == 0 or size == 1:
+                scale = disconnected_grad(pt.max(mats, axis=(1, 2)))
+                mats = mats / scale[:, None, None]
+                total = total + pt.sum(pt.log(scale))
         v = pt.dot(v, mats[0])
     return total + pt.log(pt.sum(v))
 
