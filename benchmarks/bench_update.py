@@ -45,8 +45,9 @@ COMMAND = (
 def synthetic_fit(panel: xr.Dataset, n_draws: int, seed: int = 0):
     """A fit with ``n_draws`` draws around plausible parameters for ``panel`` (4 chains)."""
     from forecast import emissions, hmm
-    from forecast.fitfile import Fit
+    from forecast.fitfile import Fit, filtered_state_group
     from forecast.inputs import ModelOptions, build_inputs, estimate_standardisation
+    from forecast.update import filter_history
 
     rng = np.random.default_rng(seed)
     chains, draws = 4, max(n_draws // 4, 1)
@@ -89,6 +90,7 @@ def synthetic_fit(panel: xr.Dataset, n_draws: int, seed: int = 0):
     params = emissions.params_from_posterior(posterior, inputs)
     _, inc = hmm.forward(emissions.log_initial(params), emissions.log_transitions(params, inputs),
                          emissions.log_emission(params, inputs) + inputs.label_log_evidence())
+    last = filter_history(params, inputs, options.use_labels)  # the states forecast.fitting.fit stores
     zeros = np.zeros((chains, draws))
     return Fit.from_parts(
         posterior=posterior, sample_stats=xr.Dataset({"diverging": (("chain", "draw"), zeros.astype(bool))}),
@@ -97,6 +99,8 @@ def synthetic_fit(panel: xr.Dataset, n_draws: int, seed: int = 0):
         log_prior=xr.Dataset({"total": (("chain", "draw"), zeros)}), panel=panel,
         data_sha256=str(panel.attrs.get("data_sha256", "")), seed=seed, sampler={"backend": "synthetic"},
         prior_set={"name": "synthetic"}, model_options=options, catalog="", diagnostics={}, converged=True,
+        filtered_state=filtered_state_group(last.report_last, last.weight_last, chains=chains, draws=draws,
+                                            period=panel["period"].values[-1]),
     )
 
 

@@ -12,7 +12,13 @@ A fit is an :class:`xarray.DataTree` written to netCDF (HDF5, through h5netcdf) 
 ``log_prior``
     log prior density terms per draw (for prior-sensitivity work);
 ``panel``
-    the panel the model was fitted to (:func:`forecast.panel.build_panel`).
+    the panel the model was fitted to (:func:`forecast.panel.build_panel`);
+``filtered_state`` (optional: files written before it existed lack it)
+    each draw's filtered distribution of the last fitted period, ``log_filtered`` (chain, draw, scenario: the
+    evidence alone, what is reported) and ``log_filtered_conditioned`` (the same under everything the fit
+    conditioned on: the evidence and, when the fit used them, the analyst labels), with the scalar coordinate
+    ``period`` (the last fitted period). An online update (:mod:`forecast.update`) continues the filter from
+    these states instead of filtering the whole history again.
 
 and root attributes (JSON text where structured): ``forecast_fit_format``, ``forecast_version``,
 ``library_versions``, ``created``, ``data_sha256``, ``seed``, ``sampler``, ``prior_set``, ``model_options``,
@@ -44,6 +50,10 @@ logger = logging.getLogger(__name__)
 FIT_FORMAT = 1
 #: Groups every fit file has.
 REQUIRED_GROUPS = ("posterior", "sample_stats", "log_likelihood", "log_prior", "panel")
+#: Groups a fit file may have (checked and hashed when present).
+OPTIONAL_GROUPS = ("filtered_state",)
+#: Variables of the ``filtered_state`` group, each (chain, draw, scenario).
+FILTERED_STATE_VARIABLES = ("log_filtered", "log_filtered_conditioned")
 #: Root attributes every fit file has.
 REQUIRED_ATTRS = (
     "forecast_fit_format", "forecast_version", "library_versions", "created", "data_sha256", "seed",
@@ -103,6 +113,7 @@ class Fit:
         catalog: str,
         diagnostics: dict[str, Any],
         converged: bool,
+        filtered_state: xr.Dataset | None = None,
     ) -> Fit:
         """Assemble a fit from its parts and stamp it with versions, time and a content hash.
 
@@ -128,6 +139,9 @@ class Fit:
             The convergence gate's findings (:func:`forecast.fitting.check_convergence`).
         converged : bool
             Whether the gate passed; a fit that did not pass is never used silently.
+        filtered_state : xarray.Dataset, optional
+            Each draw's filtered state of the last fitted period (:func:`filtered_state_group`). Without it an
+            online update filters the whole history again.
 
         Returns
         -------
@@ -157,6 +171,8 @@ class Fit:
             "log_prior": log_prior,
             "panel": _panel_for_netcdf(panel),
         }
+        if filtered_state is not None:
+            groups["filtered_state"] = filtered_state
         tree = xr.DataTree.from_dict({"/": xr.Dataset(attrs=_encode_attrs(attrs)), **groups})
         tree.attrs["content_sha256"] = content_sha256(tree)
         return cls(tree=tree)
@@ -186,6 +202,13 @@ class Fit:
     def panel(self) -> xr.Dataset:
         """The fitted panel."""
         return _panel_from_netcdf(self.tree["panel"].to_dataset())
+
+    @property
+    def filtered_state(self) -> xr.Dataset | None:
+        """Each draw's filtered state of the last fitted period (see the module docstring), or None if absent."""
+        if "filtered_state" not in self.tree.children:
+            return None
+        return self.tree["filtered_state"].to_dataset()
 
     @property
     def options(self) -> ModelOptions:
@@ -263,7 +286,7 @@ def content_sha256(tree: xr.DataTree) -> str:
     digest = hashlib.sha256()
     for key in sorted(k for k in tree.attrs if k != "content_sha256"):
         digest.update(f"{key}={tree.attrs[key]}".encode())
-    for group in REQUIRED_GROUPS:
+    for group in REQUIRED_GROUPS + OPTIONAL_GROUPS:
         if group not in tree.children:
             continue
         ds = tree[group].to_dataset()
@@ -349,7 +372,69 @@ def load_fit(path: str | Path) -> Fit:
             path, "content does not match its checksum: the file is damaged or was edited",
             "refit with 'forecast fit'; do not edit fit files by hand",
         )
+    if "filtered_state" in tree.children:
+        problem = _filtered_state_problem(tree)
+        if problem:
+            raise FitFileError(path, f"its filtered_state group is malformed ({problem})",
+                               "refit with 'forecast fit'; do not edit fit files by hand")
     return Fit(tree=tree)
+
+
+def filtered_state_group(
+    log_filtered: Any, log_filtered_conditioned: Any, *, chains: int, draws: int, period: Any,
+    scenarios: Any = None,
+) -> xr.Dataset:
+    """The ``filtered_state`` group of a fit file from per-draw filtered states of the last fitted period.
+
+    Parameters
+    ----------
+    log_filtered : array_like
+        (chains × draws, 4) log filtered probabilities of the last fitted period given the evidence alone,
+        draws flattened chain-major (as :func:`forecast.emissions.params_from_posterior`).
+    log_filtered_conditioned : array_like
+        (chains × draws, 4) the same given everything the fit conditioned on (evidence and, when the fit used
+        them, analyst labels); pass ``log_filtered`` again when the fit did not use labels.
+    chains, draws : int
+        Posterior shape.
+    period : datetime-like
+        Start of the last fitted period.
+    scenarios : sequence of str, optional
+        Scenario ids (default :data:`forecast.scenarios.SCENARIOS`).
+
+    Returns
+    -------
+    xarray.Dataset
+        Variables ``log_filtered`` and ``log_filtered_conditioned`` (chain, draw, scenario) and the scalar
+        coordinate ``period``.
+    """
+    from forecast.scenarios import SCENARIOS
+
+    scenarios = list(SCENARIOS if scenarios is None else scenarios)
+    shape = (chains, draws, len(scenarios))
+    data = {}
+    for name, values in zip(FILTERED_STATE_VARIABLES, (log_filtered, log_filtered_conditioned), strict=True):
+        values = np.asarray(values, dtype=float)
+        if values.size != int(np.prod(shape)):
+            raise ValueError(f"{name} has shape {values.shape}, expected {chains * draws} draws × {len(scenarios)}")
+        data[name] = (("chain", "draw", "scenario"), values.reshape(shape))
+    return xr.Dataset(data, coords={"chain": np.arange(chains), "draw": np.arange(draws), "scenario": scenarios,
+                                    "period": np.datetime64(np.asarray(period, dtype="datetime64[ns]").item(), "ns")})
+
+
+def _filtered_state_problem(tree: xr.DataTree) -> str:
+    """What is wrong with a fit tree's ``filtered_state`` group ("" when nothing)."""
+    ds = tree["filtered_state"].to_dataset()
+    post = tree["posterior"].to_dataset()
+    expected = (post.sizes.get("chain"), post.sizes.get("draw"), post.sizes.get("scenario", 4))
+    for name in FILTERED_STATE_VARIABLES:
+        if name not in ds:
+            return f"no variable {name}"
+        if ds[name].dims != ("chain", "draw", "scenario") or ds[name].shape != expected:
+            return (f"{name} has dims {ds[name].dims} and shape {ds[name].shape}, expected (chain, draw, scenario) "
+                    f"{expected}")
+    if "period" not in ds.coords or ds["period"].ndim != 0:
+        return "no scalar period coordinate"
+    return ""
 
 
 def read_netcdf(path: Path, noun: str, read_as: str, *, missing_fix: str, damaged_fix: str,

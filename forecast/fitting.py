@@ -265,6 +265,7 @@ def fit(
         catalog=catalog_text,
         diagnostics=diagnostics,
         converged=bool(diagnostics["passed"]),
+        filtered_state=extra["filtered_state"],
     )
 
 
@@ -281,7 +282,12 @@ def _group(idata: Any, name: str) -> xr.Dataset:
 
 
 def _states_summary(posterior: xr.Dataset, panel: xr.Dataset, options: ModelOptions):
-    """Per-period log-likelihood (labels excluded), last filtered probabilities and per-chain modal paths."""
+    """Per-period log-likelihood (labels excluded), last filtered probabilities and per-chain modal paths.
+
+    Also each draw's last filtered state for the fit file's ``filtered_state`` group: given the evidence alone,
+    and given what the posterior conditioned on (evidence plus analyst labels when ``options.use_labels``),
+    from which an online update continues the filter.
+    """
     inputs = build_inputs(panel, dataclasses.replace(options, use_labels=False))
     params = emissions.params_from_posterior(posterior, inputs)
     chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
@@ -295,6 +301,17 @@ def _states_summary(posterior: xr.Dataset, panel: xr.Dataset, options: ModelOpti
     filtered_last = xr.DataArray(np.exp(log_filtered[:, -1, :]).reshape(chains, draws, -1),
                                  dims=("chain", "draw", "scenario"),
                                  coords={**coords, "scenario": posterior["scenario"].values})
+    from forecast.fitfile import filtered_state_group
+
+    conditioned_last = log_filtered[:, -1, :]
+    if options.use_labels:
+        label_ev = build_inputs(panel, options).label_log_evidence()
+        if np.any(label_ev != 0):
+            log_filtered_lab, _ = hmm.forward(log_init, trans, log_obs + label_ev)
+            conditioned_last = log_filtered_lab[:, -1, :]
+    filtered_state = filtered_state_group(log_filtered[:, -1, :], conditioned_last, chains=chains, draws=draws,
+                                          period=panel["period"].values[-1],
+                                          scenarios=posterior["scenario"].values.tolist())
     # each chain's modal smoothed path, from an evenly spaced subset of its draws
     step = max(1, draws // _PATH_DRAWS)
     pick = (np.arange(chains)[:, None] * draws + np.arange(0, draws, step)[None, :]).ravel()
@@ -302,7 +319,8 @@ def _states_summary(posterior: xr.Dataset, panel: xr.Dataset, options: ModelOpti
     log_sm = hmm.smooth(emissions.log_initial(sub), emissions.transition_model(sub, inputs.x_std),
                         emissions.log_emission(sub, inputs))
     mean_sm = np.exp(log_sm).reshape(chains, -1, *log_sm.shape[1:]).mean(axis=1)  # (chain, T, K)
-    return log_lik, {"filtered_last": filtered_last, "modal_path": mean_sm.argmax(axis=-1)}
+    return log_lik, {"filtered_last": filtered_last, "modal_path": mean_sm.argmax(axis=-1),
+                     "filtered_state": filtered_state}
 
 
 def _log_prior(idata: Any, model: Any) -> xr.Dataset:

@@ -427,8 +427,10 @@ def known_parameter_fit(
     """A :class:`forecast.fitfile.Fit` whose posterior draws are the known parameters (plus jitter).
 
     Useful to test everything downstream of fitting against the truth without running MCMC. The
-    ``log_likelihood`` group is computed exactly (forward filter per draw); ``converged`` is True and the
-    diagnostics say the fit is synthetic.
+    ``log_likelihood`` group (labels excluded, as :func:`forecast.fitting.fit` computes it) and each draw's
+    last filtered state (the ``filtered_state`` group: given the evidence alone, and given the evidence and the
+    analyst labels when ``options.use_labels``) are computed exactly (forward filter per draw); ``converged`` is
+    True and the diagnostics say the fit is synthetic.
 
     Parameters
     ----------
@@ -451,13 +453,18 @@ def known_parameter_fit(
         The assembled fit.
     """
     from forecast.emissions import params_from_posterior
-    from forecast.fitfile import Fit
+    from forecast.fitfile import Fit, filtered_state_group
 
     options = options or estimate_standardisation(panel, ModelOptions(use_labels=False))
     posterior = params_to_posterior(params, panel, chains=chains, draws=draws, jitter=jitter, seed=seed)
     inputs: ModelInputs = build_inputs(panel, dataclasses.replace(options, use_labels=False))
     flat = params_from_posterior(posterior, inputs)
-    _, inc = forward(log_initial(flat), transition_model(flat, inputs.x_std), log_emission(flat, inputs))
+    log_init, log_trans, log_obs = log_initial(flat), transition_model(flat, inputs.x_std), log_emission(flat, inputs)
+    log_filtered, inc = forward(log_init, log_trans, log_obs)
+    conditioned = log_filtered[:, -1]
+    label_ev = build_inputs(panel, options).label_log_evidence() if options.use_labels else np.zeros(1)
+    if np.any(label_ev != 0):
+        conditioned = forward(log_init, log_trans, log_obs + label_ev)[0][:, -1]
     coords = {"chain": np.arange(chains), "draw": np.arange(draws), "period": panel["period"].values}
     log_lik = xr.Dataset({"y": (("chain", "draw", "period"), inc.reshape(chains, draws, -1))}, coords=coords)
     zeros = np.zeros((chains, draws))
@@ -477,4 +484,6 @@ def known_parameter_fit(
         catalog="",
         diagnostics={"passed": True, "failures": [], "note": "synthetic fit with known parameters"},
         converged=True,
+        filtered_state=filtered_state_group(log_filtered[:, -1], conditioned, chains=chains, draws=draws,
+                                            period=panel["period"].values[-1]),
     )

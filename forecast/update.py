@@ -367,9 +367,10 @@ def update(
         posterior that has drifted should be refitted anyway).
     states : forecast.probabilities.StateDraws, optional
         Per-draw filtered states of the fit already computed (:func:`forecast.probabilities.compute_states`), to
-        avoid filtering the fitted periods again. Used only when it holds every draw of the fit, unweighted, over
-        the fitted periods, and the fit has no analyst labels (with labels the importance ratios must continue
-        the label-conditioned filter, which the states do not hold).
+        avoid filtering the fitted periods again when the fit file has no ``filtered_state`` group (the stored
+        last states are used first: :func:`stored_base_filtered`). Used only when it holds every draw of the
+        fit, unweighted, over the fitted periods, and the fit has no analyst labels (with labels the importance
+        ratios must continue the label-conditioned filter, which the states do not hold).
     horizon : int, optional
         Forecast horizon in periods from the new last period.
 
@@ -423,7 +424,7 @@ def update(
 
     inputs = build_inputs(panel_new, options)
     params = emissions.params_from_posterior(fit.posterior, inputs)
-    base = _base_filtered(params, inputs, n_old, options.use_labels, states)
+    base = _base_filtered(params, inputs, n_old, options.use_labels, states, fit)
     step = absorb_periods(params, inputs, n_old, base)
     if n_new == 0:
         log_w = np.full(fit.n_draws, -np.log(fit.n_draws))
@@ -507,13 +508,14 @@ class BaseFiltered:
         conditioning the posterior had, hence the one importance ratios must continue from).
     report_last : numpy.ndarray
         (N, 4) the evidence-only filtered distribution (what is reported).
-    loglik_inc : numpy.ndarray
-        (N, T) per-period log-likelihood increments of the fitted periods under the weight filter.
+    loglik_inc : numpy.ndarray or None
+        (N, T) per-period log-likelihood increments of the fitted periods under the weight filter; None when the
+        states were read from the fit file's ``filtered_state`` group rather than filtered again.
     """
 
     weight_last: np.ndarray
     report_last: np.ndarray
-    loglik_inc: np.ndarray
+    loglik_inc: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -636,8 +638,44 @@ def absorb_periods(
     return Absorbed(log_ratio=log_ratio, log_filtered_report=out)
 
 
+def stored_base_filtered(fit: Fit) -> BaseFiltered | None:
+    """Each draw's last fitted filtered state as stored in the fit file, or None when the file has none.
+
+    Parameters
+    ----------
+    fit : forecast.fitfile.Fit
+        The fit. Its ``filtered_state`` group (written by :func:`forecast.fitting.fit` since it exists) holds
+        the state given the evidence alone and the state given everything the fit conditioned on (the
+        evidence and, when the fit used them, the analyst labels).
+
+    Returns
+    -------
+    BaseFiltered or None
+        ``weight_last`` from the conditioned state, ``report_last`` from the evidence-only one (the same array
+        when the two are equal), no increments; None when the group is absent or does not belong to the
+        fitted periods (an older fit file): the caller then filters the history again.
+    """
+    state = fit.filtered_state
+    if state is None:
+        return None
+    last_period = np.asarray(fit.tree["panel"]["period"].values[-1], dtype="datetime64[ns]")
+    if np.asarray(state["period"].values, dtype="datetime64[ns]") != last_period:
+        logger.warning("the fit file's filtered_state is not of its last fitted period; filtering again")
+        return None
+    n_scen = state.sizes["scenario"]
+    report = np.asarray(state["log_filtered"].values, dtype=float).reshape(-1, n_scen)
+    weight = np.asarray(state["log_filtered_conditioned"].values, dtype=float).reshape(-1, n_scen)
+    if np.array_equal(weight, report):
+        weight = report
+    return BaseFiltered(weight_last=weight, report_last=report)
+
+
 def _base_filtered(params: dict[str, np.ndarray], inputs: ModelInputs, n_old: int, use_labels: bool,
-                   states: Any) -> BaseFiltered:
+                   states: Any, fit: Fit | None = None) -> BaseFiltered:
+    if fit is not None:
+        stored = stored_base_filtered(fit)
+        if stored is not None and stored.weight_last.shape[0] == fitted_draws(params):
+            return stored
     fitted = slice_inputs(inputs, 0, n_old)
     labelled = use_labels and bool(np.any(fitted.label >= 0))
     usable = (states is not None and np.asarray(states.log_filtered).shape[:2] == (fitted_draws(params), n_old)

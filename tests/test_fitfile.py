@@ -367,3 +367,61 @@ def test_fit_file_holds_no_pickled_bytes(saved):
                 found.append(name)
         handle.visititems(visit)
     assert found == []
+
+
+# -- the optional filtered_state group ---------------------------------------------------------------------------
+
+
+def _with_state(parts: dict, seed: int = 3) -> dict:
+    from forecast.fitfile import filtered_state_group
+
+    rng = np.random.default_rng(seed)
+    chains, draws = parts["posterior"].sizes["chain"], parts["posterior"].sizes["draw"]
+    log_p = np.log(rng.dirichlet(np.ones(N_SCENARIOS), size=chains * draws))
+    log_c = np.log(rng.dirichlet(np.ones(N_SCENARIOS), size=chains * draws))
+    state = filtered_state_group(log_p, log_c, chains=chains, draws=draws, period=parts["panel"]["period"].values[-1],
+                                 scenarios=SCENARIO_IDS)
+    return {**parts, "filtered_state": state}
+
+
+def test_filtered_state_survives_a_round_trip(tmp_path, parts):
+    parts = _with_state(parts)
+    fit = load_fit(save_fit(Fit.from_parts(**parts), tmp_path / "state.nc"))
+    xr.testing.assert_identical(fit.filtered_state, parts["filtered_state"])
+    assert fit.filtered_state["period"].values == parts["panel"]["period"].values[-1]
+
+
+def test_a_fit_without_filtered_state_loads_and_says_so(saved):
+    assert load_fit(saved).filtered_state is None
+
+
+def test_filtered_state_is_covered_by_the_content_hash(tmp_path, parts):
+    a = Fit.from_parts(**_with_state(parts, seed=3)).tree.attrs["content_sha256"]
+    b = Fit.from_parts(**_with_state(parts, seed=4)).tree.attrs["content_sha256"]
+    without = Fit.from_parts(**parts).tree.attrs["content_sha256"]
+    assert len({a, b, without}) == 3
+    path = save_fit(Fit.from_parts(**_with_state(parts)), tmp_path / "state.nc")
+    with h5py.File(path, "r+") as handle:
+        dataset = handle["filtered_state/log_filtered_conditioned"]
+        dataset[0, 1, 2] = dataset[0, 1, 2] + 1e-9
+    assert "checksum" in _refusal(path).reason
+
+
+def test_malformed_filtered_state_is_refused(tmp_path, parts):
+    fit = Fit.from_parts(**_with_state(parts))
+    tree = fit.tree.copy()
+    tree["filtered_state"] = xr.DataTree(tree["filtered_state"].to_dataset().drop_vars("log_filtered_conditioned"))
+    from forecast.fitfile import content_sha256
+
+    tree.attrs["content_sha256"] = content_sha256(tree)  # a consistent hash: the group itself is incomplete
+    path = tmp_path / "malformed.nc"
+    tree.to_netcdf(path, engine="h5netcdf")
+    err = _refusal(path)
+    assert "filtered_state" in err.reason and "log_filtered_conditioned" in err.reason
+
+
+def test_filtered_state_group_checks_the_number_of_draws():
+    from forecast.fitfile import filtered_state_group
+
+    with pytest.raises(ValueError, match="draws"):
+        filtered_state_group(np.zeros((9, 4)), np.zeros((9, 4)), chains=2, draws=5, period="2020-01-01")

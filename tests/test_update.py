@@ -410,6 +410,109 @@ class TestSaveLoad:
             up.load_update(tmp_path / "junk.nc")
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# each draw's last filtered state stored in the fit file (the fast path) against filtering the history again
+# ----------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def labelled():
+    """A simulated panel with analyst labels up to its last fitted period, and a known-parameter fit of 120 periods
+    that used the labels (so the label-conditioned and the evidence-only states differ)."""
+    from forecast.inputs import ModelOptions, estimate_standardisation
+    from forecast.simulate import known_parameter_fit, simulate_panel
+
+    panel, _, truth = simulate_panel(122, seed=5, label_stretches=[(10, 20), (100, 120)], label_confidence=0.8)
+    old = panel.isel(period=slice(0, 120))
+    old.attrs = dict(panel.attrs)
+    options = estimate_standardisation(old, ModelOptions(use_labels=True))
+    fit = known_parameter_fit(old, truth, chains=2, draws=300, jitter=0.1, seed=2, options=options)
+    return {"panel": panel, "old": old, "fit": fit}
+
+
+def without_stored_state(fit):
+    """The same fit as an older fit file has it: no ``filtered_state`` group."""
+    from forecast.fitfile import Fit
+
+    tree = fit.tree.copy()
+    del tree["filtered_state"]
+    return Fit(tree=tree)
+
+
+def refiltered(fit):
+    """Each draw's last filtered states by filtering the fitted periods again (the fall-back path)."""
+    from forecast import emissions
+    from forecast.inputs import build_inputs
+
+    inputs = build_inputs(fit.panel, fit.options)
+    params = emissions.params_from_posterior(fit.posterior, inputs)
+    return up.filter_history(params, inputs, fit.options.use_labels)
+
+
+class TestStoredFilteredState:
+    def test_known_parameter_fit_stores_what_a_refilter_gives_after_a_round_trip(self, labelled, tmp_path):
+        from forecast.fitfile import load_fit, save_fit
+
+        fit = load_fit(save_fit(labelled["fit"], tmp_path / "fit.nc"))
+        stored, again = up.stored_base_filtered(fit), refiltered(fit)
+        assert stored is not None
+        assert np.allclose(stored.weight_last, again.weight_last, rtol=0, atol=1e-10)
+        assert np.allclose(stored.report_last, again.report_last, rtol=0, atol=1e-10)
+        # the labels are evidence the posterior conditioned on: the two states must differ (else the test is void)
+        assert np.max(np.abs(np.exp(stored.weight_last) - np.exp(stored.report_last))) > 1e-3
+
+    def test_fitting_stores_what_a_refilter_gives(self, labelled):
+        # the producer forecast.fitting.fit uses (on the posterior of the known-parameter fit, no sampling)
+        from forecast.fitting import _states_summary
+
+        fit = labelled["fit"]
+        _, extra = _states_summary(fit.posterior, fit.panel, fit.options)
+        state = extra["filtered_state"]
+        again = refiltered(fit)
+        n = fit.n_draws
+        assert np.allclose(state["log_filtered_conditioned"].values.reshape(n, -1), again.weight_last, atol=1e-10)
+        assert np.allclose(state["log_filtered"].values.reshape(n, -1), again.report_last, atol=1e-10)
+        assert np.datetime64(state["period"].values, "ns") == np.datetime64(fit.panel["period"].values[-1], "ns")
+
+    def test_without_labels_both_states_are_the_same_array(self, simulated):
+        from forecast.simulate import known_parameter_fit
+
+        fit = known_parameter_fit(simulated["old"], simulated["truth"], draws=50, jitter=0.1)
+        stored = up.stored_base_filtered(fit)
+        assert stored.weight_last is stored.report_last
+        assert np.allclose(stored.report_last, refiltered(fit).report_last, atol=1e-10)
+
+    def test_fall_back_to_refiltering_gives_the_same_update(self, labelled):
+        fit, panel = labelled["fit"], labelled["panel"]
+        fast = up.update(fit, panel, min_ess=100)  # 600 draws: the default 400 is for full-size fits
+        slow_fit = without_stored_state(fit)
+        assert up.stored_base_filtered(slow_fit) is None
+        slow = up.update(slow_fit, panel, min_ess=100)
+        assert fast.path == slow.path == "update", (fast.reason, slow.reason)
+        assert np.allclose(fast.log_ratio, slow.log_ratio, rtol=0, atol=1e-9)
+        assert np.allclose(fast.log_weights, slow.log_weights, rtol=0, atol=1e-9)
+        assert np.allclose(fast.log_filtered, slow.log_filtered, rtol=0, atol=1e-9)
+        pd.testing.assert_frame_equal(fast.forecast, slow.forecast, rtol=1e-9)
+        pd.testing.assert_frame_equal(fast.filtered, slow.filtered, rtol=1e-9)
+
+    def test_the_update_uses_the_stored_state(self, labelled, monkeypatch):
+        # with the group present the history is not filtered again; with it absent it is
+        calls = []
+        real = up.filter_history
+        monkeypatch.setattr(up, "filter_history", lambda *a, **k: calls.append(1) or real(*a, **k))
+        up.update(labelled["fit"], labelled["panel"])
+        assert calls == []
+        up.update(without_stored_state(labelled["fit"]), labelled["panel"])
+        assert calls == [1]
+
+    def test_a_state_of_another_period_is_not_used(self, labelled, caplog):
+        from forecast.fitfile import Fit
+
+        tree = labelled["fit"].tree.copy()
+        node = tree["filtered_state"].to_dataset().assign_coords(period=np.datetime64("1999-01-01", "ns"))
+        tree["filtered_state"] = xr.DataTree(node)
+        assert up.stored_base_filtered(Fit(tree=tree)) is None
+        assert "not of its last fitted period" in caplog.text
+
+
 class TestAgreesWithProbabilities:
     def test_tables_equal_those_of_forecast_probabilities_on_the_extended_panel(self, simulated):
         # the update's weighted tables must be what forecast.probabilities reports for the same draws, weights
