@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -324,9 +325,7 @@ def psis_weights(log_ratio: np.ndarray) -> tuple[np.ndarray, float, float]:
     if np.ptp(r[finite]) < 1e-12 and finite.all():
         log_w = np.full(n, -np.log(n))
         return log_w, 0.0, float(n)
-    from arviz_stats.base import array_stats  # heavy import (scipy.stats); only when weights are needed
-
-    log_w, khat = array_stats.psislw(-r, r_eff=1.0)
+    log_w, khat = _array_stats().psislw(-r, r_eff=1.0)
     log_w = np.asarray(log_w, dtype=float)
     log_w = np.where(finite, log_w, -np.inf)
     log_w = log_w - _logsumexp(log_w)
@@ -335,6 +334,26 @@ def psis_weights(log_ratio: np.ndarray) -> tuple[np.ndarray, float, float]:
     if not np.isfinite(khat):  # the tail fit failed (extreme ratios): as unreliable as it gets
         khat = np.inf
     return log_w, khat, float(1.0 / np.sum(w**2))
+
+
+def _array_stats() -> Any:
+    """ArviZ's NumPy statistics (``arviz_stats.base.array_stats``), imported on first use.
+
+    Importing ``arviz_stats`` costs about a second (it imports ``scipy.stats`` and the whole package), so it
+    happens only when weights are computed. It also registers a *lazy* placeholder module for jax (ArviZ's
+    NumPyro converter). SciPy's array-API type checks, which ``scipy.special.logsumexp`` inside ``psislw`` runs
+    on its index arrays, look that placeholder up and so import all of jax (0.5–0.7 s) merely to learn that a
+    NumPy array is not a jax array. SciPy caches that answer per array type; asking it once *before* the
+    placeholder exists (one ``logsumexp`` of two zeros) records "not jax" for NumPy arrays and jax is never
+    imported. The numbers are unaffected; if a SciPy release stops caching, only the 0.5–0.7 s come back.
+    """
+    if "arviz_stats" not in sys.modules and "jax" not in sys.modules:
+        from scipy.special import logsumexp
+
+        logsumexp(np.zeros(2))
+    from arviz_stats.base import array_stats
+
+    return array_stats
 
 
 # --------------------------------------------------------------------------------------------------------------
