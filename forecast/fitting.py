@@ -55,8 +55,11 @@ BACKENDS = ("numpyro", "nutpie", "pymc")
 RHAT_MAX = 1.01
 #: Convergence gate: smallest acceptable bulk and tail effective sample size.
 ESS_MIN = 400.0
-#: Two chains whose modal smoothed scenarios agree in fewer periods than this are in different labellings.
-PATH_AGREEMENT_MIN = 0.9
+#: Two chains disagree on a period when their mean smoothed scenario probabilities are further apart than this
+#: (total variation distance: half the sum of absolute differences; 1 means disjoint).
+PATH_DISTANCE_MAX = 0.5
+#: Two chains that disagree on more than this share of the periods are in different labellings.
+PATH_DISAGREEMENT_MAX = 0.1
 #: Posterior draws per chain used for the modal smoothed path of each chain.
 _PATH_DRAWS = 200
 
@@ -319,7 +322,7 @@ def _states_summary(posterior: xr.Dataset, panel: xr.Dataset, options: ModelOpti
     log_sm = hmm.smooth(emissions.log_initial(sub), emissions.transition_model(sub, inputs.x_std),
                         emissions.log_emission(sub, inputs))
     mean_sm = np.exp(log_sm).reshape(chains, -1, *log_sm.shape[1:]).mean(axis=1)  # (chain, T, K)
-    return log_lik, {"filtered_last": filtered_last, "modal_path": mean_sm.argmax(axis=-1),
+    return log_lik, {"filtered_last": filtered_last, "chain_smoothed": mean_sm,
                      "filtered_state": filtered_state}
 
 
@@ -367,20 +370,23 @@ def _diagnose(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return rhat.ravel(), bulk.ravel(), tail.ravel()
 
 
-def label_switching_findings(posterior: xr.Dataset, modal_path: np.ndarray | None = None) -> list[str]:
+def label_switching_findings(posterior: xr.Dataset, chain_smoothed: np.ndarray | None = None) -> list[str]:
     """Evidence that chains sit in different labellings of the scenarios.
 
     Two checks: (1) each chain's posterior mean of every loading; two chains whose means both lie more than two
     within-chain standard deviations from 0 with opposite signs disagree on the sign structure; (2) each
-    chain's modal smoothed scenario per period; two chains agreeing in fewer than
-    :data:`PATH_AGREEMENT_MIN` of the periods are in different labellings.
+    chain's mean smoothed scenario probabilities per period; two chains whose distributions are more than
+    :data:`PATH_DISTANCE_MAX` apart (total variation) in more than :data:`PATH_DISAGREEMENT_MAX` of the periods
+    tell different histories, as relabelled chains do. Comparing distributions rather than modal scenarios
+    keeps periods where two scenarios are near 50/50 (whose mode flips between chains by Monte Carlo error
+    alone) from raising a false alarm.
 
     Parameters
     ----------
     posterior : xarray.Dataset
         Posterior with ``loading`` (chain, draw, signal, effect).
-    modal_path : numpy.ndarray, optional
-        (chain, T) modal smoothed scenario index per chain and period.
+    chain_smoothed : numpy.ndarray, optional
+        (chain, T, K) mean smoothed scenario probabilities per chain and period.
 
     Returns
     -------
@@ -400,12 +406,14 @@ def label_switching_findings(posterior: xr.Dataset, modal_path: np.ndarray | Non
             for k in bad[:3]:
                 out.append(f"chains {a} and {b} disagree on the sign of {names[k]} "
                            f"({mean[a, k]:+.2f} vs {mean[b, k]:+.2f})")
-    if modal_path is not None and np.shape(modal_path)[0] > 1:
-        path = np.asarray(modal_path)
-        for a, b in combinations(range(path.shape[0]), 2):
-            agree = float(np.mean(path[a] == path[b]))
-            if agree < PATH_AGREEMENT_MIN:
-                out.append(f"chains {a} and {b} agree on the modal smoothed scenario in only {agree:.0%} of "
+    if chain_smoothed is not None and np.shape(chain_smoothed)[0] > 1:
+        probs = np.asarray(chain_smoothed, dtype=float)
+        for a, b in combinations(range(probs.shape[0]), 2):
+            distance = 0.5 * np.abs(probs[a] - probs[b]).sum(axis=-1)
+            share = float(np.mean(distance > PATH_DISTANCE_MAX))
+            if share > PATH_DISAGREEMENT_MAX:
+                out.append(f"chains {a} and {b} give different scenario histories: their smoothed probabilities "
+                           f"differ by more than {PATH_DISTANCE_MAX:g} (total variation) in {share:.0%} of "
                            "periods")
     return out
 
@@ -428,7 +436,7 @@ def check_convergence(
         With ``diverging`` (chain, draw).
     extra : dict, optional
         ``filtered_last``: DataArray (chain, draw, scenario) of the last period's filtered probabilities
-        (checked like a parameter); ``modal_path``: (chain, T) modal smoothed scenario per chain (label
+        (checked like a parameter); ``chain_smoothed``: (chain, T, K) mean smoothed probabilities per chain (label
         switching).
     rhat_max, ess_min : float
         Thresholds (defaults :data:`RHAT_MAX`, :data:`ESS_MIN`).
@@ -483,7 +491,7 @@ def check_convergence(
     out["divergences"] = divergences
     if divergences:
         failures.append(f"{divergences} divergences")
-    switching = label_switching_findings(posterior, extra.get("modal_path"))
+    switching = label_switching_findings(posterior, extra.get("chain_smoothed"))
     out["label_switching"] = bool(switching)
     failures += [f"label switching: {s}" for s in switching]
     out["n_quantities"] = len(names)
