@@ -36,6 +36,7 @@ from forecast import emissions, hmm
 from forecast.fitfile import Fit
 from forecast.inputs import ModelInputs, ModelOptions, build_inputs, estimate_standardisation
 from forecast.priors import PriorSet, default_prior_set
+from forecast.sampler_defaults import DEFAULT_CHAINS, DEFAULT_DRAWS, DEFAULT_TARGET_ACCEPT, DEFAULT_TUNE
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ ESS_MIN = 400.0
 PATH_DISTANCE_MAX = 0.5
 #: Two chains that disagree on more than this share of the periods are in different labellings.
 PATH_DISAGREEMENT_MAX = 0.1
-#: Posterior draws per chain used for the modal smoothed path of each chain.
+#: Posterior draws per chain used for the mean smoothed probabilities of each chain (label-switching check).
 _PATH_DRAWS = 200
 
 
@@ -150,11 +151,11 @@ def fit(
     priors: PriorSet | None = None,
     options: ModelOptions | None = None,
     seed: int,
-    draws: int = 1000,
-    tune: int = 1000,
-    chains: int = 4,
+    draws: int = DEFAULT_DRAWS,
+    tune: int = DEFAULT_TUNE,
+    chains: int = DEFAULT_CHAINS,
     backend: str = "numpyro",
-    target_accept: float = 0.9,
+    target_accept: float = DEFAULT_TARGET_ACCEPT,
     catalog_text: str = "",
     data_sha256: str = "",
     progress: bool = True,
@@ -285,7 +286,7 @@ def _group(idata: Any, name: str) -> xr.Dataset:
 
 
 def _states_summary(posterior: xr.Dataset, panel: xr.Dataset, options: ModelOptions):
-    """Per-period log-likelihood (labels excluded), last filtered probabilities and per-chain modal paths.
+    """Per-period log-likelihood (labels excluded), last filtered probabilities and per-chain smoothed means.
 
     Also each draw's last filtered state for the fit file's ``filtered_state`` group: given the evidence alone,
     and given what the posterior conditioned on (evidence plus analyst labels when ``options.use_labels``),
@@ -315,7 +316,7 @@ def _states_summary(posterior: xr.Dataset, panel: xr.Dataset, options: ModelOpti
     filtered_state = filtered_state_group(log_filtered[:, -1, :], conditioned_last, chains=chains, draws=draws,
                                           period=panel["period"].values[-1],
                                           scenarios=posterior["scenario"].values.tolist())
-    # each chain's modal smoothed path, from an evenly spaced subset of its draws
+    # each chain's mean smoothed probabilities, from an evenly spaced subset of its draws
     step = max(1, draws // _PATH_DRAWS)
     pick = (np.arange(chains)[:, None] * draws + np.arange(0, draws, step)[None, :]).ravel()
     sub = emissions.take_draws(params, pick)

@@ -14,6 +14,7 @@ import typer
 
 from forecast.cli import app
 from forecast.cli.options import DataDir, resolve_data_dir
+from forecast.sampler_defaults import DEFAULT_CHAINS, DEFAULT_DRAWS, DEFAULT_TARGET_ACCEPT, DEFAULT_TUNE
 
 #: Exit code when the fit was written but did not pass the convergence gate.
 EXIT_NOT_CONVERGED = 3
@@ -40,16 +41,18 @@ def fit_command(
     out: Annotated[Path, typer.Option("--out", help="Fit file to write (netCDF).", dir_okay=False)] = Path("fit.nc"),
     freq: Annotated[Freq, typer.Option("--freq", help="Monthly (M) or quarterly (Q) periods.")] = Freq.M,
     seed: Annotated[int, typer.Option("--seed", help="Sampler seed (same seed and data give the same fit).")] = 1,
-    draws: Annotated[int, typer.Option("--draws", min=1, help="Posterior draws per chain.")] = 1000,
-    tune: Annotated[int, typer.Option("--tune", min=0, help="Tuning steps per chain.")] = 1000,
-    chains: Annotated[int, typer.Option("--chains", min=1, help="Number of chains (at least 2 for the gate).")] = 4,
+    draws: Annotated[int, typer.Option("--draws", min=1, help="Posterior draws per chain.")] = DEFAULT_DRAWS,
+    tune: Annotated[int, typer.Option("--tune", min=0, help="Tuning steps per chain.")] = DEFAULT_TUNE,
+    chains: Annotated[int, typer.Option("--chains", min=1, help="Number of chains (at least 2 for the gate).")]
+    = DEFAULT_CHAINS,
     backend: Annotated[Backend, typer.Option("--backend", help="NUTS implementation.")] = Backend.numpyro,
     priors: Annotated[str, typer.Option("--priors", help="Packaged prior set name (default, flat, paper, "
                                         "sceptical, wide_loadings, tight_loadings) or a prior-set .toml file.")]
     = "default",
     no_labels: Annotated[bool, typer.Option("--no-labels", help="Do not use the analyst labels as evidence.")]
     = False,
-    target_accept: Annotated[float, typer.Option("--target-accept", help="NUTS target acceptance rate.")] = 0.95,
+    target_accept: Annotated[float, typer.Option("--target-accept", help="NUTS target acceptance rate.")]
+    = DEFAULT_TARGET_ACCEPT,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the sampler's progress bar.")]
     = True,
 ) -> None:

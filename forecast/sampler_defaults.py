@@ -1,0 +1,19 @@
+"""Default sampler settings, shared by :func:`forecast.fitting.fit`, ``forecast fit`` and the report's refits.
+
+Kept in a module of their own, with no imports, so that the command line can show them without loading the
+fitting stack. The reasons for the values are in ``docs/model.md`` ("Fitting").
+"""
+
+from __future__ import annotations
+
+__all__ = ["DEFAULT_CHAINS", "DEFAULT_DRAWS", "DEFAULT_TARGET_ACCEPT", "DEFAULT_TUNE"]
+
+#: Posterior draws per chain: enough for the gate's ESS floor (400) on the bundled data.
+DEFAULT_DRAWS = 1000
+#: Tuning (warm-up) steps per chain, in which NUTS adapts its step size and dense mass matrix.
+DEFAULT_TUNE = 1000
+#: Number of chains; the gate's R-hat and label-switching checks compare them.
+DEFAULT_CHAINS = 4
+#: NUTS target acceptance rate: high enough to keep the rare-event tail of the trilateral-exercise intercept
+#: free of divergences on the bundled data.
+DEFAULT_TARGET_ACCEPT = 0.95
