@@ -34,7 +34,14 @@ import xarray as xr
 from forecast import hmm
 from forecast.inputs import ModelInputs, build_inputs
 from forecast.scenarios import SCENARIOS
-from forecast.update import BaseFiltered, absorb_periods, psis_weights
+from forecast.update import (
+    BaseFiltered,
+    absorb_periods,
+    find_revisions,
+    psis_weights,
+    stored_base_filtered,
+    structure_changes,
+)
 
 if TYPE_CHECKING:
     from forecast.fitfile import Fit
@@ -276,7 +283,13 @@ def period_index(panel: xr.Dataset, date: str) -> int | None:
 
 
 class _Vintages:
-    """The previous vintage's draws and filtered history, and reweighting to any modified panel."""
+    """The previous vintage's draws and filtered history, and reweighting to any modified panel.
+
+    The filtered history of every draw over the previous panel is computed only when a panel differing inside
+    it is evaluated. When every change lies after the previous panel (new months only) and the fit file stores
+    each draw's last filtered state for exactly the previous panel (:func:`forecast.update.stored_base_filtered`),
+    that state is all the reweighting needs and the history is never filtered again.
+    """
 
     def __init__(self, fit: Fit, previous_panel: xr.Dataset, previous_log_weights: np.ndarray | None):
         from forecast import emissions
@@ -289,8 +302,22 @@ class _Vintages:
         self.prev_log_w = (np.full(self.n_draws, -np.log(self.n_draws)) if previous_log_weights is None
                            else np.asarray(previous_log_weights, dtype=float))
         self.log_init = emissions.log_initial(self.params)
-        self.report_filt, self.weight_filt, self.weight_inc = self._filter(self.prev_inputs)
+        self._history: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.last = _stored_last_state(fit, previous_panel)
+        if self.last is None:
+            self.last = self._last_of_history()
         self.max_khat = -np.inf
+
+    def history(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(reported, conditioning, increments) filtered over the previous panel, computed on first use."""
+        if self._history is None:
+            self._history = self._filter(self.prev_inputs)
+        return self._history
+
+    def _last_of_history(self) -> BaseFiltered:
+        report, weight, inc = self.history()
+        last = BaseFiltered(weight_last=weight[:, -1], report_last=report[:, -1], loglik_inc=inc)
+        return dataclasses.replace(last, report_last=last.weight_last) if weight is report else last
 
     def _filter(self, inputs: ModelInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Forward filter every draw over ``inputs``: (reported, conditioning, increments).
@@ -312,7 +339,7 @@ class _Vintages:
     def previous(self, horizon: int, panel: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
         """Current probability and horizon-ahead forecast of the previous vintage (weighted means)."""
         w = np.exp(self.prev_log_w)
-        last = self.report_filt[:, -1, :]
+        last = self.last.report_last
         return w @ np.exp(last), self._forecast(last, panel, horizon, self.prev_log_w)
 
     def evaluate(self, panel: xr.Dataset, horizon: int) -> tuple[np.ndarray, np.ndarray]:
@@ -322,15 +349,20 @@ class _Vintages:
         n_prev = self.prev_inputs.n_periods
         if t0 == 0:
             report, _, inc = self._filter(inputs)
-            log_ratio = inc.sum(axis=1) - self.weight_inc.sum(axis=1)
+            log_ratio = inc.sum(axis=1) - self.history()[2].sum(axis=1)
             last = report[:, -1, :]
         else:
-            base = BaseFiltered(weight_last=self.weight_filt[:, t0 - 1], report_last=self.report_filt[:, t0 - 1],
-                                loglik_inc=self.weight_inc[:, :t0])
-            if self.weight_filt is self.report_filt:
-                base = dataclasses.replace(base, report_last=base.weight_last)
+            if t0 >= n_prev:  # nothing of the previous panel changed: continue from its last state
+                base, dropped = self.last, 0.0
+            else:
+                report_filt, weight_filt, weight_inc = self.history()
+                base = BaseFiltered(weight_last=weight_filt[:, t0 - 1], report_last=report_filt[:, t0 - 1],
+                                    loglik_inc=weight_inc[:, :t0])
+                if weight_filt is report_filt:
+                    base = dataclasses.replace(base, report_last=base.weight_last)
+                dropped = weight_inc[:, t0:n_prev].sum(axis=1)
             step = absorb_periods(self.params, inputs, t0, base, use_labels=self.options.use_labels)
-            log_ratio = step.log_ratio - self.weight_inc[:, t0:n_prev].sum(axis=1)
+            log_ratio = step.log_ratio - dropped
             last = step.log_filtered_report[:, -1, :] if inputs.n_periods > t0 else base.report_last
         total = self.prev_log_w + log_ratio
         log_w, khat, _ = psis_weights(total)
@@ -344,6 +376,17 @@ class _Vintages:
 
         table = forecast_from_filtered(log_last, self.params, panel, self.options, horizon, log_weights=log_w)
         return table.loc[table["horizon"] == horizon, "mean"].to_numpy()
+
+
+def _stored_last_state(fit: Fit, previous_panel: xr.Dataset) -> BaseFiltered | None:
+    """The fit file's stored last filtered states when ``previous_panel`` is exactly the fitted panel."""
+    if fit.filtered_state is None or previous_panel.sizes.get("period") != fit.tree["panel"].sizes.get("period"):
+        return None  # an older fit file, or the previous report was itself an update (its panel runs past the fit)
+    fitted = fit.panel
+    if structure_changes(fitted, previous_panel) or find_revisions(fitted, previous_panel,
+                                                                     labels=fit.options.use_labels):
+        return None
+    return stored_base_filtered(fit)
 
 
 def attribute(

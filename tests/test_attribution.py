@@ -183,3 +183,67 @@ class TestSummary:
         text = at.summarise(pd.DataFrame(rows), totals)
         assert text.startswith("Trilateral (now) rose 4.0 points, from 50.0% to 54.0%, mostly on ICBM launch")
         assert "Multilateral" not in text
+
+
+# -- the fit file's stored last filtered states (fast path) against filtering the previous vintage again ---------
+@pytest.fixture(scope="module")
+def labelled_vintage():
+    """A labelled simulated panel of 121 periods; a known-parameter fit of the first 120 that used the labels."""
+    from forecast.inputs import ModelOptions, estimate_standardisation
+    from forecast.simulate import known_parameter_fit, simulate_panel
+
+    panel, _, truth = simulate_panel(121, seed=9, label_stretches=[(30, 40), (105, 120)], label_confidence=0.8)
+    old = panel.isel(period=slice(0, 120))
+    old.attrs = dict(panel.attrs)
+    options = estimate_standardisation(old, ModelOptions(use_labels=True))
+    fit = known_parameter_fit(old, truth, chains=2, draws=300, jitter=0.1, seed=4, options=options)
+    return {"panel": panel, "old": old, "fit": fit}
+
+
+def _without_state(fit):
+    from forecast.fitfile import Fit
+
+    tree = fit.tree.copy()
+    del tree["filtered_state"]
+    return Fit(tree=tree)
+
+
+@pytest.mark.parametrize("where", ["new month", "fitted month"])
+def test_stored_states_give_the_attribution_of_a_refilter(labelled_vintage, monkeypatch, where):
+    # rows only in the new month: the stored last states suffice and the previous vintage is never filtered
+    # again; a row inside the fitted months needs the filtered history, computed on demand: both must give the
+    # attribution of the fall-back (an older fit file without the states) to rounding
+    v = labelled_vintage
+    name = first_count(v["panel"])
+    t = 120 if where == "new month" else 110
+    new = add_to(v["panel"], "y", "signal", name, t, 2.0)
+    rows = [at.DataRow(iso(v["panel"], t), name, 2.0, "e.csv", 3)]
+    filters, ratios = [], []
+    real_filter, real_psis = at._Vintages._filter, at.psis_weights
+    monkeypatch.setattr(at._Vintages, "_filter", lambda self, inputs: filters.append(inputs.n_periods)
+                        or real_filter(self, inputs))
+    monkeypatch.setattr(at, "psis_weights", lambda r: ratios.append(np.array(r)) or real_psis(r))
+    fast = at.attribute(v["fit"], v["old"], new, rows)
+    history_filters = [n for n in filters if n == 120]
+    assert history_filters == ([] if where == "new month" else [120])
+    fast_ratios, ratios[:] = list(ratios), []
+    slow = at.attribute(_without_state(v["fit"]), v["old"], new, rows)
+    # the log importance ratios continue the label-conditioned filter in both (the probabilities barely show a
+    # wrong conditioning on this panel, the ratios do)
+    assert len(fast_ratios) == len(ratios) == 2
+    for a, b in zip(fast_ratios, ratios, strict=True):
+        assert np.allclose(a, b, rtol=0, atol=1e-9)
+    pd.testing.assert_frame_equal(fast.table, slow.table, rtol=0, atol=1e-8)
+    pd.testing.assert_frame_equal(fast.totals, slow.totals, rtol=0, atol=1e-8)
+    assert fast.pareto_k == pytest.approx(slow.pareto_k, abs=1e-9)
+    assert abs(fast.totals["change"]).max() > 0.01  # something moved, so agreement is not trivial
+
+
+def test_stored_states_are_not_used_for_a_previous_panel_other_than_the_fitted_one(labelled_vintage):
+    from forecast.attribution import _stored_last_state
+
+    v = labelled_vintage
+    assert _stored_last_state(v["fit"], v["old"]) is not None
+    assert _stored_last_state(v["fit"], v["panel"]) is None  # the previous report was an update: longer panel
+    revised = add_to(v["old"], "y", "signal", first_count(v["old"]), 50, 1.0)
+    assert _stored_last_state(v["fit"], revised) is None
