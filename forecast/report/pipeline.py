@@ -389,7 +389,8 @@ def _assemble(fit: Fit, panel: xr.Dataset, dataset: Any, config: Any, previous: 
         "forecast": forecast,
         "what_if": what_if,
         "history": C.history_summary(content, panel),
-        "what_changed": _what_changed(previous, fit, panel, dataset, content, names),
+        "what_changed": _what_changed(previous, fit, panel, dataset, content, names,
+                                      previous_fit=fit if path == "update" else None),
         "diagnostics": diagnostics,
         "provenance": provenance,
         "settings": settings,
@@ -415,8 +416,12 @@ def _assemble(fit: Fit, panel: xr.Dataset, dataset: Any, config: Any, previous: 
 
 
 def _what_changed(previous: PublishedReport | None, fit: Fit, panel: xr.Dataset, dataset: Any, content: Any,
-                  names: dict[str, str]) -> dict[str, Any]:
-    """Change per scenario since the previous report, the changed rows, and their attribution."""
+                  names: dict[str, str], previous_fit: Fit | None = None) -> dict[str, Any]:
+    """Change per scenario since the previous report, the changed rows, and their attribution.
+
+    ``previous_fit`` is the previous report's fit when already loaded (on the update path it is the fit being
+    reweighted), so that it is not read again.
+    """
     from forecast.scenarios import SCENARIOS
 
     empty = {"previous_as_of": None, "previous_generated": None, "changes": {}, "rows": [], "attribution": None,
@@ -449,7 +454,7 @@ def _what_changed(previous: PublishedReport | None, fit: Fit, panel: xr.Dataset,
         out["summary"] = _plain_summary(changes)
         return out
     try:
-        attribution = _attribute(previous, prev_dataset, panel, dataset, content, names)
+        attribution = _attribute(previous, prev_dataset, panel, dataset, content, names, previous_fit)
     except Exception as exc:  # attribution is explanatory; the probabilities stand without it
         logger.warning("attribution failed: %s", exc, exc_info=True)
         out["attribution_error"] = str(exc)
@@ -469,13 +474,13 @@ def _what_changed(previous: PublishedReport | None, fit: Fit, panel: xr.Dataset,
 
 
 def _attribute(previous: PublishedReport, prev_dataset: Any, panel: xr.Dataset, dataset: Any, content: Any,
-               names: dict[str, str]):
+               names: dict[str, str], previous_fit: Fit | None = None):
     from forecast.attribution import attribute_observations
     from forecast.fitfile import load_fit
     from forecast.panel import build_panel
     from forecast.update import load_update
 
-    prev_fit = load_fit(previous.path / "fit.nc")
+    prev_fit = previous_fit if previous_fit is not None else load_fit(previous.path / "fit.nc")
     prev_panel = build_panel(prev_dataset, "M")
     update_file = previous.path / "update.nc"
     prev_w = load_update(update_file).log_weights if update_file.exists() else None
