@@ -33,6 +33,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+from forecast.sampler_defaults import DEFAULT_TARGET_ACCEPT  # noqa: E402  (a constant; imports nothing else)
+
 RESULT_TAG = "BENCH_RESULT "
 
 
@@ -99,6 +103,7 @@ def job_forecast(spec: dict[str, Any]) -> dict[str, Any]:
         result = fit(
             panel, seed=spec["seed"], draws=spec["draws"], tune=spec["tune"], chains=spec["chains"],
             target_accept=spec["target_accept"], catalog_text=catalog_text, data_sha256=sha, progress=False,
+            backend=spec.get("backend", "numpyro"),
         )
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         posterior = result.posterior
@@ -113,7 +118,9 @@ def job_forecast(spec: dict[str, Any]) -> dict[str, Any]:
             "ess_bulk_per_s": ess["ess_bulk_min"] / sampling if sampling else float("nan"),
             "divergences": int(result.sample_stats["diverging"].values.sum()),
             "gate_passed": bool(result.converged),
+            "backend": spec.get("backend", "numpyro"),
             "chain_method": result.attr("sampler").get("chain_method"),
+            "mean_leapfrog_steps": _mean_steps(result.sample_stats),
             "failures": list(result.diagnostics.get("failures", [])),
         })
         print(f"[forecast {spec['freq']} run {i}] wall {wall:.1f}s", file=sys.stderr, flush=True)
@@ -124,6 +131,16 @@ def job_forecast(spec: dict[str, Any]) -> dict[str, Any]:
         out["fit_file_mb"] = path.stat().st_size / 1e6
         out["probabilities"] = time_probabilities(path)
     return out
+
+
+def _mean_steps(sample_stats: Any) -> float | None:
+    """Mean number of leapfrog steps (gradient evaluations) per draw, where the backend records it."""
+    for name in ("n_steps", "tree_size"):
+        if name in sample_stats:
+            return float(sample_stats[name].mean())
+    if "tree_depth" in sample_stats:
+        return float((2.0 ** sample_stats["tree_depth"] - 1).mean())
+    return None
 
 
 def _sampling_time(fit_result: Any) -> float | None:
@@ -188,6 +205,7 @@ def job_peer(spec: dict[str, Any]) -> dict[str, Any]:
             "ess_bulk_per_s": ess["ess_bulk_min"] / res["sampling_s"],
             "divergences": int(res["divergences"]),
             "chain_method": res["chain_method"],
+            "mean_leapfrog_steps": res.get("mean_leapfrog_steps"),
             "gate_passed": None,
             "failures": [],
         })
@@ -260,7 +278,7 @@ def machine() -> dict[str, Any]:
 def format_table(figures: dict[str, Any]) -> str:
     """A plain-text table of every run."""
     head = (f"{'what':<26}{'run':<6}{'wall s':>8}{'CPU s':>8}{'sample s':>10}{'ESS bulk':>10}{'ESS tail':>10}"
-            f"{'ESS/s':>8}{'div':>6}{'gate':>6}{'peak MB':>9}")
+            f"{'ESS/s':>8}{'steps':>7}{'div':>6}{'gate':>6}{'peak MB':>9}")
     rows = [head, "-" * len(head)]
     for label, block in figures["results"].items():
         for run in block["runs"]:
@@ -268,6 +286,7 @@ def format_table(figures: dict[str, Any]) -> str:
             rows.append(
                 f"{label:<26}{run['run']:<6}{run['wall_s']:>8.1f}{_f(run.get('cpu_s')):>8}{_f(run['sampling_s']):>10}"
                 f"{run['ess_bulk_min']:>10.0f}{run['ess_tail_min']:>10.0f}{_f(run['ess_bulk_per_s'], 2):>8}"
+                f"{_f(run.get('mean_leapfrog_steps')):>7}"
                 f"{run['divergences']:>6}{gate:>6}{block['peak_rss_mb']:>9.0f}"
             )
     loads = {label: block.get("load_average") for label, block in figures["results"].items()}
@@ -304,11 +323,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=4)
-    parser.add_argument("--target-accept", type=float, default=0.9)
+    parser.add_argument("--target-accept", type=float, default=DEFAULT_TARGET_ACCEPT)
     parser.add_argument("--seed", type=int, default=20261125)
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--skip-quarterly", action="store_true")
     parser.add_argument("--peer-repeat", type=int, default=2, help="peer runs in its child (1: cold only)")
+    parser.add_argument("--backends", default="",
+                        help="also fit the monthly data once with these other backends, comma-separated "
+                             "(nutpie, pymc)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -343,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [("forecast monthly", {"job": "forecast", "freq": "M", "repeat": 2, "save": "fit.nc"}, "cache-forecast")]
     if not args.skip_peer:
         jobs.append(("numpyro peer monthly", {"job": "peer", "freq": "M", "repeat": args.peer_repeat}, "cache-peer"))
+    for backend in filter(None, (b.strip() for b in args.backends.split(","))):
+        jobs.append((f"forecast monthly ({backend})", {"job": "forecast", "freq": "M", "repeat": 1,
+                                                        "backend": backend}, f"cache-{backend}"))
     if not args.skip_quarterly:
         jobs.append(("forecast quarterly", {"job": "forecast", "freq": "Q", "repeat": 1}, "cache-quarterly"))
     with tempfile.TemporaryDirectory(prefix="forecast-bench-") as tmp:

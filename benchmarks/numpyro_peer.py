@@ -331,7 +331,7 @@ def joint_discrepancy(panel: xr.Dataset, n_points: int = 3, seed: int = 0) -> fl
 
 
 def run(panel: xr.Dataset, *, seed: int, draws: int = 1000, tune: int = 1000, chains: int = 4,
-        target_accept: float = 0.9, options: ModelOptions | None = None,
+        target_accept: float = 0.95, options: ModelOptions | None = None,
         prior_set: dict[str, Any] | None = None) -> dict[str, Any]:
     """Sample the peer on ``panel``; return the posterior (named as the fit file) and timings.
 
@@ -354,7 +354,7 @@ def run(panel: xr.Dataset, *, seed: int, draws: int = 1000, tune: int = 1000, ch
     -------
     dict
         ``posterior`` (xarray.Dataset, chain/draw first), ``sampling_s`` (seconds of ``MCMC.run``, JIT
-        included, as PyMC's ``sampling_time``), ``divergences``, ``chain_method``.
+        included, as PyMC's ``sampling_time``), ``divergences``, ``chain_method``, ``mean_leapfrog_steps``.
     """
     from forecast.priors import default_prior_set
 
@@ -364,19 +364,21 @@ def run(panel: xr.Dataset, *, seed: int, draws: int = 1000, tune: int = 1000, ch
     prior_set = prior_set or default_prior_set().to_dict()
     priors = numpyro_priors(prior_set)
     start = initial_values(inputs, prior_set)
-    kernel = NUTS(model, target_accept_prob=target_accept, init_strategy=init_to_value(values=start))
-    # the chain layout forecast.fitting uses: one host device per chain up to the cores, else vectorised
-    chain_method = "parallel" if jax.local_device_count() >= min(chains, 2) and chains > 1 else "vectorized"
+    # the sampler settings forecast.fitting uses: a dense mass matrix, one host device per chain when there are
+    # enough devices (else vectorised chains)
+    kernel = NUTS(model, target_accept_prob=target_accept, dense_mass=True, init_strategy=init_to_value(values=start))
+    chain_method = "parallel" if jax.local_device_count() >= chains > 1 else "vectorized"
     mcmc = MCMC(kernel, num_warmup=tune, num_samples=draws, num_chains=chains, chain_method=chain_method,
                 progress_bar=False)
     t0 = time.perf_counter()
-    mcmc.run(jax.random.PRNGKey(seed), data=data, inputs=inputs, priors=priors, extra_fields=("diverging",))
+    mcmc.run(jax.random.PRNGKey(seed), data=data, inputs=inputs, priors=priors, extra_fields=("diverging", "num_steps"))
     samples = mcmc.get_samples(group_by_chain=True)
     jax.block_until_ready(samples)
     sampling = time.perf_counter() - t0
-    diverging = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
-    return {"posterior": to_posterior(samples, inputs), "sampling_s": sampling, "divergences": int(diverging.sum()),
-            "chain_method": chain_method}
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    return {"posterior": to_posterior(samples, inputs), "sampling_s": sampling,
+            "divergences": int(np.asarray(extra["diverging"]).sum()), "chain_method": chain_method,
+            "mean_leapfrog_steps": float(np.asarray(extra["num_steps"]).mean())}
 
 
 def to_posterior(samples: dict[str, Any], inputs: ModelInputs) -> xr.Dataset:

@@ -75,7 +75,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "intercept_location": {"dist": "Normal", "kwargs": {"mu": 0.0, "sigma": 2.0}},
     "intercept_scale": {"dist": "Gamma", "kwargs": {"alpha": 4.0, "beta": 4.0}},
     "level_intercept": {"dist": "Normal", "kwargs": {"mu": 0.0, "sigma": 1.0}},
-    "loading_group_scale": {"dist": "Gamma", "kwargs": {"alpha": 2.0, "beta": 2.0}},
+    "loading_group_scale": {"dist": "Gamma", "kwargs": {"alpha": 4.0, "beta": 4.0}},
     "interaction_loading": {"dist": "Normal", "kwargs": {"mu": 0.0, "sigma": 0.3}},
     "marker_ratio": {"dist": "Beta", "kwargs": {"alpha": 2.0, "beta": 2.0}},
     "nb_alpha": {"dist": "Gamma", "kwargs": {"alpha": 2.0, "beta": 0.2}},

@@ -16,6 +16,7 @@ import typer
 
 from forecast.cli import app
 from forecast.cli.options import DataDir, resolve_data_dir
+from forecast.sampler_defaults import DEFAULT_CHAINS, DEFAULT_DRAWS, DEFAULT_TARGET_ACCEPT, DEFAULT_TUNE
 
 
 class RefitMode(StrEnum):
@@ -32,9 +33,11 @@ def report_command(
         "--out", help="Output directory (default: out_dir of report.toml in the data directory, else ./reports).",
         file_okay=False)] = None,
     seed: Annotated[int, typer.Option(help="Seed of a refit.")] = 20261125,
-    draws: Annotated[int, typer.Option(help="Draws per chain of a refit.", min=1)] = 1000,
-    tune: Annotated[int, typer.Option(help="Tuning steps per chain of a refit.", min=0)] = 1000,
-    chains: Annotated[int, typer.Option(help="Chains of a refit.", min=1)] = 4,
+    draws: Annotated[int, typer.Option(help="Draws per chain of a refit.", min=1)] = DEFAULT_DRAWS,
+    tune: Annotated[int, typer.Option(help="Tuning steps per chain of a refit.", min=0)] = DEFAULT_TUNE,
+    chains: Annotated[int, typer.Option(help="Chains of a refit.", min=1)] = DEFAULT_CHAINS,
+    target_accept: Annotated[float, typer.Option(help="NUTS target acceptance rate of a refit.")]
+    = DEFAULT_TARGET_ACCEPT,
     backend: Annotated[str, typer.Option(help="NUTS backend of a refit: numpyro, nutpie or pymc.")] = "numpyro",
     priors: Annotated[str, typer.Option(help="Prior set name or TOML path.")] = "default",
     refit: Annotated[RefitMode, typer.Option(
@@ -49,7 +52,8 @@ def report_command(
     from forecast.report.pipeline import EXIT_LOCK_TIMEOUT, FitSettings, run_report
     from forecast.report.publish import LockTimeout
 
-    settings = FitSettings(seed=seed, draws=draws, tune=tune, chains=chains, backend=backend, priors=priors)
+    settings = FitSettings(seed=seed, draws=draws, tune=tune, chains=chains, target_accept=target_accept,
+                           backend=backend, priors=priors)
     try:
         outcome = run_report(resolve_data_dir(data), out, fit_settings=settings, on_refit=refit.value,
                              force_refit=force_refit, lock_timeout=lock_timeout, progress=sys.stderr.isatty())

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from forecast.report.publish import PublishedReport
+from forecast.sampler_defaults import DEFAULT_CHAINS, DEFAULT_DRAWS, DEFAULT_TARGET_ACCEPT, DEFAULT_TUNE
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -55,7 +56,9 @@ class FitSettings:
     Parameters
     ----------
     seed, draws, tune, chains : int
-        Sampler settings.
+        Sampler settings (defaults: :mod:`forecast.sampler_defaults`, as ``forecast fit``).
+    target_accept : float
+        NUTS target acceptance rate.
     backend : str
         NUTS backend (``numpyro``, ``nutpie``, ``pymc``).
     priors : str
@@ -63,16 +66,17 @@ class FitSettings:
     """
 
     seed: int = 20261125
-    draws: int = 1000
-    tune: int = 1000
-    chains: int = 4
+    draws: int = DEFAULT_DRAWS
+    tune: int = DEFAULT_TUNE
+    chains: int = DEFAULT_CHAINS
+    target_accept: float = DEFAULT_TARGET_ACCEPT
     backend: str = "numpyro"
     priors: str = "default"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
         return {"seed": self.seed, "draws": self.draws, "tune": self.tune, "chains": self.chains,
-                "backend": self.backend, "priors": self.priors}
+                "target_accept": self.target_accept, "backend": self.backend, "priors": self.priors}
 
 
 def default_fitter(panel: xr.Dataset, *, settings: FitSettings, catalog_text: str, data_sha256: str,
@@ -102,7 +106,8 @@ def default_fitter(panel: xr.Dataset, *, settings: FitSettings, catalog_text: st
 
     priors = default_prior_set() if settings.priors == "default" else load_prior_set(settings.priors)
     return fitting.fit(panel, priors=priors, seed=settings.seed, draws=settings.draws, tune=settings.tune,
-                       chains=settings.chains, backend=settings.backend, catalog_text=catalog_text,
+                       chains=settings.chains, target_accept=settings.target_accept, backend=settings.backend,
+                       catalog_text=catalog_text,
                        data_sha256=data_sha256, progress=progress)
 
 
