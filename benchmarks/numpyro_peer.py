@@ -238,7 +238,8 @@ def sample_parameters(inputs: ModelInputs, priors: dict[str, Any]) -> dict[str, 
     if n_cnt:
         mu_a = numpyro.sample("intercept_location", priors["intercept_location"])
         sd_a = numpyro.sample("intercept_scale", priors["intercept_scale"])
-        a_count = numpyro.sample("count_intercept", plate(dist.Normal(mu_a, sd_a), n_cnt))  # centred
+        z_count = numpyro.sample("count_intercept_std", plate(dist.Normal(0.0, 1.0), n_cnt))  # non-centred
+        a_count = mu_a + sd_a * z_count
         intercept = intercept.at[inputs.count_index].set(a_count)
     if n_lvl:
         a_level = numpyro.sample("level_intercept", plate(priors["level_intercept"], n_lvl))

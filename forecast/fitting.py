@@ -120,9 +120,10 @@ def initial_values(inputs: ModelInputs, priors: PriorSet) -> dict[str, np.ndarra
         exposure = np.where(mask, np.exp(inputs.log_exposure), 0.0)
         rate = (inputs.y_count * mask).sum(axis=0) + 0.5
         a = np.log(rate / np.maximum(exposure.sum(axis=0), 1.0))
-        out["count_intercept"] = a
-        out["intercept_location"] = np.asarray(float(a.mean()))
-        out["intercept_scale"] = np.asarray(float(max(a.std(), 0.5)))
+        location, scale = float(a.mean()), float(max(a.std(), 0.5))
+        out["count_intercept_std"] = (a - location) / scale
+        out["intercept_location"] = np.asarray(location)
+        out["intercept_scale"] = np.asarray(scale)
         out["nb_alpha"] = np.full(len(inputs.count_signals), 5.0)
     if inputs.level_signals:
         out["level_intercept"] = np.zeros(len(inputs.level_signals))

@@ -209,8 +209,9 @@ def build_model(inputs: ModelInputs, priors: PriorSet, options: ModelOptions) ->
     pymc.Model
         Free variables: the contract variables ``nb_alpha``, ``level_sigma``, ``stickiness``,
         ``driver_effect``, ``init_prob`` and auxiliaries (``intercept_location``, ``intercept_scale``,
-        ``count_intercept``, ``level_intercept``, ``loading_scale``, ``loading_magnitude``, ``loading_free``,
-        ``loading_interaction``, ``marker_ratio``); deterministics ``intercept`` and ``loading``; potential
+        ``count_intercept_std``, ``level_intercept``, ``loading_scale``, ``loading_magnitude``, ``loading_free``,
+        ``loading_interaction``, ``marker_ratio``); deterministics ``intercept``, ``count_intercept`` and
+        ``loading``; potential
         ``loglik`` (the marginal log-likelihood of the signals, plus the label evidence when used).
     """
     layout = loading_layout(inputs)
@@ -218,12 +219,14 @@ def build_model(inputs: ModelInputs, priors: PriorSet, options: ModelOptions) ->
     n_sig, n_cnt, n_lvl = len(inputs.signals), len(inputs.count_signals), len(inputs.level_signals)
     group_of = inputs.signal_group
     with pm.Model(coords=coords) as model:
-        # intercepts: count signals pooled (centred: 400+ periods inform each), levels standardised
+        # intercepts: count signals pooled, non-centred (a rare signal's intercept is loosely tied to the data, so
+        # the centred form makes a funnel with the scale: docs/model.md); levels standardised
         parts = pt.zeros(n_sig)
         if n_cnt:
             mu_a = _variable(priors, "intercept_location", "intercept_location", None)
             sd_a = _variable(priors, "intercept_scale", "intercept_scale", None)
-            a_count = pm.Normal("count_intercept", mu=mu_a, sigma=sd_a, dims="count_signal")
+            z_count = pm.Normal("count_intercept_std", mu=0.0, sigma=1.0, dims="count_signal")
+            a_count = pm.Deterministic("count_intercept", mu_a + sd_a * z_count, dims="count_signal")
             parts = pt.set_subtensor(parts[inputs.count_index], a_count)
         if n_lvl:
             a_level = _variable(priors, "level_intercept", "level_intercept", "level_signal")
