@@ -35,7 +35,12 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from forecast.sampler_defaults import DEFAULT_TARGET_ACCEPT  # noqa: E402  (a constant; imports nothing else)
+from forecast.sampler_defaults import (  # noqa: E402  (constants; imports nothing else)
+    DEFAULT_CHAINS,
+    DEFAULT_DRAWS,
+    DEFAULT_TARGET_ACCEPT,
+    DEFAULT_TUNE,
+)
 
 RESULT_TAG = "BENCH_RESULT "
 
@@ -320,9 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--simulated", action="store_true", help="use a simulated panel of the bundled size")
     parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
-    parser.add_argument("--draws", type=int, default=1000)
-    parser.add_argument("--tune", type=int, default=1000)
-    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--draws", type=int, default=DEFAULT_DRAWS)
+    parser.add_argument("--tune", type=int, default=DEFAULT_TUNE)
+    parser.add_argument("--chains", type=int, default=DEFAULT_CHAINS)
     parser.add_argument("--target-accept", type=float, default=DEFAULT_TARGET_ACCEPT)
     parser.add_argument("--seed", type=int, default=20261125)
     parser.add_argument("--skip-peer", action="store_true")

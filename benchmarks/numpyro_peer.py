@@ -238,8 +238,17 @@ def sample_parameters(inputs: ModelInputs, priors: dict[str, Any]) -> dict[str, 
     if n_cnt:
         mu_a = numpyro.sample("intercept_location", priors["intercept_location"])
         sd_a = numpyro.sample("intercept_scale", priors["intercept_scale"])
-        z_count = numpyro.sample("count_intercept_std", plate(dist.Normal(0.0, 1.0), n_cnt))  # non-centred
-        a_count = mu_a + sd_a * z_count
+        # centred where many events pin the intercept, non-centred where few do (forecast.model.centred_intercepts)
+        from forecast.model import centred_intercepts
+
+        centred = centred_intercepts(inputs)
+        a_count = jnp.zeros(n_cnt)
+        if centred.any():
+            a_c = numpyro.sample("count_intercept_centred", plate(dist.Normal(mu_a, sd_a), int(centred.sum())))
+            a_count = a_count.at[np.flatnonzero(centred)].set(a_c)
+        if not centred.all():
+            z = numpyro.sample("count_intercept_std", plate(dist.Normal(0.0, 1.0), int((~centred).sum())))
+            a_count = a_count.at[np.flatnonzero(~centred)].set(mu_a + sd_a * z)
         intercept = intercept.at[inputs.count_index].set(a_count)
     if n_lvl:
         a_level = numpyro.sample("level_intercept", plate(priors["level_intercept"], n_lvl))

@@ -111,7 +111,7 @@ def initial_values(inputs: ModelInputs, priors: PriorSet) -> dict[str, np.ndarra
     dict of str to numpy.ndarray
         Values of the model's free variables on their constrained scale, keyed by name.
     """
-    from forecast.model import loading_layout
+    from forecast.model import centred_intercepts, loading_layout
 
     layout = loading_layout(inputs)
     out: dict[str, np.ndarray] = {}
@@ -121,7 +121,11 @@ def initial_values(inputs: ModelInputs, priors: PriorSet) -> dict[str, np.ndarra
         rate = (inputs.y_count * mask).sum(axis=0) + 0.5
         a = np.log(rate / np.maximum(exposure.sum(axis=0), 1.0))
         location, scale = float(a.mean()), float(max(a.std(), 0.5))
-        out["count_intercept_std"] = (a - location) / scale
+        centred = centred_intercepts(inputs)
+        if centred.any():
+            out["count_intercept_centred"] = a[centred]
+        if not centred.all():
+            out["count_intercept_std"] = (a[~centred] - location) / scale
         out["intercept_location"] = np.asarray(location)
         out["intercept_scale"] = np.asarray(scale)
         out["nb_alpha"] = np.full(len(inputs.count_signals), 5.0)

@@ -34,12 +34,22 @@ from forecast.scenarios import EFFECT_MATRIX, EFFECTS, FACTOR_MATRIX, FACTORS, N
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LABEL_EVIDENCE_FLOOR", "LoadingLayout", "build_model", "loading_layout"]
+__all__ = [
+    "CENTRED_MIN_EVENTS",
+    "LABEL_EVIDENCE_FLOOR",
+    "LoadingLayout",
+    "build_model",
+    "centred_intercepts",
+    "loading_layout",
+]
 
 #: Label evidence below this (a hard label's log 0) is clipped, so that densities stay finite in gradients;
 #: ``exp(-1e4)`` is exactly 0 in float64, so the likelihood is unchanged.
 LABEL_EVIDENCE_FLOOR = -1.0e4
 _LOG_2PI = float(np.log(2.0 * np.pi))
+#: Count signals with at least this many events in the panel have their intercepts sampled centred (the data pin
+#: them: a log rate from n events has a standard error of about 1/√n, 0.1 here, far below σ_a ≈ 1).
+CENTRED_MIN_EVENTS = 100
 
 
 @dataclass(frozen=True)
@@ -168,6 +178,7 @@ def loading_layout(inputs: ModelInputs) -> LoadingLayout:
 def model_coords(inputs: ModelInputs) -> dict[str, list]:
     """Coordinates of every named dimension of the model."""
     layout = loading_layout(inputs)
+    centred = centred_intercepts(inputs)
     return {
         "scenario": list(SCENARIOS),
         "signal": list(inputs.signals),
@@ -182,7 +193,26 @@ def model_coords(inputs: ModelInputs) -> dict[str, list]:
         "loading_free_entry": list(layout.free_labels),
         "loading_interaction_entry": list(layout.inter_labels),
         "marker_ratio_entry": list(layout.cross_labels),
+        "centred_count_signal": [s for s, c in zip(inputs.count_signals, centred, strict=True) if c],
+        "noncentred_count_signal": [s for s, c in zip(inputs.count_signals, centred, strict=True) if not c],
     }
+
+
+def centred_intercepts(inputs: ModelInputs) -> np.ndarray:
+    """Which count signals' intercepts are sampled centred: those informed by at least :data:`CENTRED_MIN_EVENTS`.
+
+    The choice changes how the sampler sees the posterior, not the posterior itself (``a_k ~ Normal(μ_a, σ_a)``
+    either way). An intercept pinned by many events is best sampled as itself (centred); one informed by few
+    events (a rare signal, or a short panel) is about as loosely tied to the data as to the hierarchy, and in
+    the centred form it and σ_a form a funnel, so it is sampled as ``a_k = μ_a + σ_a z_k`` (non-centred).
+
+    Returns
+    -------
+    numpy.ndarray
+        (C,) bool, True where the intercept is centred.
+    """
+    events = (inputs.y_count * inputs.count_mask).sum(axis=0)
+    return np.asarray(events >= CENTRED_MIN_EVENTS, dtype=bool)
 
 
 def _variable(priors: PriorSet, family: str, name: str, dims: tuple[str, ...] | str | None):
@@ -209,7 +239,8 @@ def build_model(inputs: ModelInputs, priors: PriorSet, options: ModelOptions) ->
     pymc.Model
         Free variables: the contract variables ``nb_alpha``, ``level_sigma``, ``stickiness``,
         ``driver_effect``, ``init_prob`` and auxiliaries (``intercept_location``, ``intercept_scale``,
-        ``count_intercept_std``, ``level_intercept``, ``loading_scale``, ``loading_magnitude``, ``loading_free``,
+        ``count_intercept_centred`` and/or ``count_intercept_std`` (:func:`centred_intercepts`),
+        ``level_intercept``, ``loading_scale``, ``loading_magnitude``, ``loading_free``,
         ``loading_interaction``, ``marker_ratio``); deterministics ``intercept``, ``count_intercept`` and
         ``loading``; potential
         ``loglik`` (the marginal log-likelihood of the signals, plus the label evidence when used).
@@ -219,14 +250,21 @@ def build_model(inputs: ModelInputs, priors: PriorSet, options: ModelOptions) ->
     n_sig, n_cnt, n_lvl = len(inputs.signals), len(inputs.count_signals), len(inputs.level_signals)
     group_of = inputs.signal_group
     with pm.Model(coords=coords) as model:
-        # intercepts: count signals pooled, non-centred (a rare signal's intercept is loosely tied to the data, so
-        # the centred form makes a funnel with the scale: docs/model.md); levels standardised
+        # intercepts: count signals pooled, centred where many events pin them and non-centred where few do
+        # (centred_intercepts); levels standardised
         parts = pt.zeros(n_sig)
         if n_cnt:
             mu_a = _variable(priors, "intercept_location", "intercept_location", None)
             sd_a = _variable(priors, "intercept_scale", "intercept_scale", None)
-            z_count = pm.Normal("count_intercept_std", mu=0.0, sigma=1.0, dims="count_signal")
-            a_count = pm.Deterministic("count_intercept", mu_a + sd_a * z_count, dims="count_signal")
+            centred = centred_intercepts(inputs)
+            a_count = pt.zeros(n_cnt)
+            if centred.any():
+                a_c = pm.Normal("count_intercept_centred", mu=mu_a, sigma=sd_a, dims="centred_count_signal")
+                a_count = pt.set_subtensor(a_count[np.flatnonzero(centred)], a_c)
+            if not centred.all():
+                z = pm.Normal("count_intercept_std", mu=0.0, sigma=1.0, dims="noncentred_count_signal")
+                a_count = pt.set_subtensor(a_count[np.flatnonzero(~centred)], mu_a + sd_a * z)
+            a_count = pm.Deterministic("count_intercept", a_count, dims="count_signal")
             parts = pt.set_subtensor(parts[inputs.count_index], a_count)
         if n_lvl:
             a_level = _variable(priors, "level_intercept", "level_intercept", "level_signal")

@@ -121,7 +121,7 @@ def test_recovery_and_gate_on_a_simulated_panel():
     from forecast.fitting import fit
 
     panel, states, truth = simulate_panel(300, seed=11, label_stretches=2)
-    result = fit(panel, seed=3, draws=300, tune=250, chains=4, progress=False)
+    result = fit(panel, seed=3, chains=4, progress=False)  # the default sampler settings, as users fit
     assert result.converged, result.diagnostics["failures"]
     assert result.diagnostics["divergences"] == 0 and not result.diagnostics["label_switching"]
 

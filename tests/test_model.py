@@ -100,3 +100,41 @@ def test_layout_puts_every_loading_somewhere_once():
     # level signals have no u·r interaction term: their interaction loading is a structural zero
     assert sorted(map(tuple, cells)) == [(s, e) for s in range(len(inputs.signals)) for e in range(3)
                                          if not (s in levels and e == 2)]
+
+
+def test_intercepts_are_centred_where_many_events_pin_them(monkeypatch):
+    import forecast.model as model_module
+    from forecast.model import centred_intercepts
+
+    inputs, options = _inputs(False)
+    events = (inputs.y_count * inputs.count_mask).sum(axis=0)
+    np.testing.assert_array_equal(centred_intercepts(inputs), events >= model_module.CENTRED_MIN_EVENTS)
+    # a threshold between the signals' event counts: both parameterisations in one model
+    threshold = float(np.sort(events)[len(events) // 2])
+    monkeypatch.setattr(model_module, "CENTRED_MIN_EVENTS", threshold)
+    centred = centred_intercepts(inputs)
+    assert centred.any() and not centred.all()
+    np.testing.assert_array_equal(centred, events >= threshold)
+    model = build_model(inputs, default_prior_set(), options)
+    assert {"count_intercept_centred", "count_intercept_std"} <= set(model.named_vars)
+    # the parameterisation does not change the model: log density = NumPy likelihood + prior, as above
+    rng = np.random.default_rng(7)
+    point = {k: v + 0.4 * rng.normal(size=np.shape(v)) for k, v in model.initial_point(0).items()}
+    values = _values_at(model, point)
+    params = {k: np.asarray(values[k])[None] for k in emissions.PARAMETER_DIMS}
+    _, inc = hmm.forward(emissions.log_initial(params), emissions.log_transitions(params, inputs),
+                         emissions.log_emission(params, inputs))
+    total = model.compile_logp(jacobian=False)(point)
+    prior = model.compile_logp(vars=model.free_RVs, jacobian=False)(point)
+    assert total - prior == pytest.approx(inc.sum(), abs=1e-8, rel=0)
+    # and the prior of the count intercepts is Normal(μ_a, σ_a) in both forms: compare with scipy
+    from scipy.stats import norm
+
+    a = np.asarray(values["count_intercept"])
+    mu, sd = float(values["intercept_location"]), float(values["intercept_scale"])
+    z = (a[~centred] - mu) / sd
+    by_var = model.compile_fn([model.logp(vars=[model[n]], jacobian=False, sum=True)
+                               for n in ("count_intercept_centred", "count_intercept_std")],
+                              inputs=model.value_vars, on_unused_input="ignore")(point)
+    assert by_var[0] == pytest.approx(norm.logpdf(a[centred], mu, sd).sum(), abs=1e-10)
+    assert by_var[1] == pytest.approx(norm.logpdf(z).sum(), abs=1e-10)
