@@ -230,9 +230,10 @@ def run_child(spec: dict[str, Any], cache_dir: Path) -> dict[str, Any]:
     )
     env["JAX_COMPILATION_CACHE_DIR"] = str(cache_dir / "jax")
     env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    # both samplers get the host devices forecast.fitting asks for: one per chain, up to the cores
+    # both samplers get the host devices forecast.fitting asks for: one per chain (XLA shares the cores between
+    # them; with fewer devices than chains NumPyro would run the chains vectorised on one device)
     if "xla_force_host_platform_device_count" not in env.get("XLA_FLAGS", ""):
-        devices = max(1, min(int(spec.get("chains", 1)), os.cpu_count() or 1))
+        devices = max(1, int(spec.get("chains", 1)))
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}").strip()
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
     load_before = os.getloadavg()[0]
