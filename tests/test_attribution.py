@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from state_helpers import labelled_known_fit, without_stored_state
 from test_update import synthetic_fit, tiny_panel
 
 from forecast import attribution as at
@@ -189,23 +190,7 @@ class TestSummary:
 @pytest.fixture(scope="module")
 def labelled_vintage():
     """A labelled simulated panel of 121 periods; a known-parameter fit of the first 120 that used the labels."""
-    from forecast.inputs import ModelOptions, estimate_standardisation
-    from forecast.simulate import known_parameter_fit, simulate_panel
-
-    panel, _, truth = simulate_panel(121, seed=9, label_stretches=[(30, 40), (105, 120)], label_confidence=0.8)
-    old = panel.isel(period=slice(0, 120))
-    old.attrs = dict(panel.attrs)
-    options = estimate_standardisation(old, ModelOptions(use_labels=True))
-    fit = known_parameter_fit(old, truth, chains=2, draws=300, jitter=0.1, seed=4, options=options)
-    return {"panel": panel, "old": old, "fit": fit}
-
-
-def _without_state(fit):
-    from forecast.fitfile import Fit
-
-    tree = fit.tree.copy()
-    del tree["filtered_state"]
-    return Fit(tree=tree)
+    return labelled_known_fit(121, seed=9, label_stretches=[(30, 40), (105, 120)], fit_seed=4)
 
 
 @pytest.mark.parametrize("where", ["new month", "fitted month"])
@@ -227,7 +212,7 @@ def test_stored_states_give_the_attribution_of_a_refilter(labelled_vintage, monk
     history_filters = [n for n in filters if n == 120]
     assert history_filters == ([] if where == "new month" else [120])
     fast_ratios, ratios[:] = list(ratios), []
-    slow = at.attribute(_without_state(v["fit"]), v["old"], new, rows)
+    slow = at.attribute(without_stored_state(v["fit"]), v["old"], new, rows)
     # the log importance ratios continue the label-conditioned filter in both (the probabilities barely show a
     # wrong conditioning on this panel, the ratios do)
     assert len(fast_ratios) == len(ratios) == 2

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from state_helpers import labelled_known_fit, without_stored_state
 
 from forecast import update as up
 
@@ -417,24 +418,7 @@ class TestSaveLoad:
 def labelled():
     """A simulated panel with analyst labels up to its last fitted period, and a known-parameter fit of 120 periods
     that used the labels (so the label-conditioned and the evidence-only states differ)."""
-    from forecast.inputs import ModelOptions, estimate_standardisation
-    from forecast.simulate import known_parameter_fit, simulate_panel
-
-    panel, _, truth = simulate_panel(122, seed=5, label_stretches=[(10, 20), (100, 120)], label_confidence=0.8)
-    old = panel.isel(period=slice(0, 120))
-    old.attrs = dict(panel.attrs)
-    options = estimate_standardisation(old, ModelOptions(use_labels=True))
-    fit = known_parameter_fit(old, truth, chains=2, draws=300, jitter=0.1, seed=2, options=options)
-    return {"panel": panel, "old": old, "fit": fit}
-
-
-def without_stored_state(fit):
-    """The same fit as an older fit file has it: no ``filtered_state`` group."""
-    from forecast.fitfile import Fit
-
-    tree = fit.tree.copy()
-    del tree["filtered_state"]
-    return Fit(tree=tree)
+    return labelled_known_fit(122, seed=5, label_stretches=[(10, 20), (100, 120)], fit_seed=2)
 
 
 def refiltered(fit):
