@@ -56,6 +56,8 @@ MENTION_POINTS = 0.5
 MAX_SENTENCES = 4
 #: Description of the residual rows of the table.
 RESIDUAL = "new periods, time passing and refit (not explained by single rows)"
+#: How the summary names :data:`RESIDUAL` when it is what moved a probability.
+RESIDUAL_PHRASE = "the new period(s) and time passing"
 
 
 @dataclass(frozen=True)
@@ -539,13 +541,23 @@ def summarise(table: pd.DataFrame, totals: pd.DataFrame, horizon: int = FORECAST
             verb = "rose" if change > 0 else "fell"
             text = (f"{rec.scenario.replace('_', ' ').capitalize()} ({what}) {verb} {abs(change):.1f} points, "
                     f"from {before:.1f}% to {after:.1f}%")
-            rows = table[(table["scenario"] == rec.scenario) & (table["row"] != RESIDUAL)]
+            mine = table[table["scenario"] == rec.scenario]
+            rows = mine[mine["row"] != RESIDUAL]
+            residual = float(mine.loc[mine["row"] == RESIDUAL, column].sum())
             same = rows[np.sign(rows[column]) == np.sign(change)]
             if not same.empty:
                 top = same.loc[same[column].abs().idxmax()]
                 share = top[column] / change
                 how = "mostly" if share >= 0.5 else "partly"
                 text += f", {how} on {top['row']} ({top[column]:+.1f})"
+            elif np.sign(residual) == np.sign(change):
+                # no row pushed this way: say what did (the new period itself, time passing), and what pushed back
+                text += f", not on any single new observation but on {RESIDUAL_PHRASE} ({residual:+.1f})"
+                against = rows[np.sign(rows[column]) == -np.sign(change)]
+                if not against.empty:
+                    top = against.loc[against[column].abs().idxmax()]
+                    if abs(top[column]) >= MENTION_POINTS:
+                        text += f", against {top['row']} ({top[column]:+.1f})"
             else:
                 text += ", not driven by any single new observation"
             sentences.append((abs(change), text + "."))

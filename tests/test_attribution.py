@@ -185,6 +185,22 @@ class TestSummary:
         assert text.startswith("Trilateral (now) rose 4.0 points, from 50.0% to 54.0%, mostly on ICBM launch")
         assert "Multilateral" not in text
 
+    def test_a_move_no_row_explains_is_put_on_time_passing_and_names_what_pushed_back(self):
+        # trilateral fell 2.1 points although a defence meeting pushed it up 3.5: the new month and time passing
+        # (-5.6) did it, and the summary must say so rather than only "not driven by any single observation"
+        totals = pd.DataFrame({"scenario": list(SCENARIOS), "previous": [93.6, 5.6, 0.2, 0.6],
+                               "new": [91.5, 5.5, 1.6, 1.4], "change": [-2.1, -0.1, 1.4, 0.8],
+                               "forecast_previous": [88.1, 7.2, 2.0, 2.6], "forecast_new": [88.1, 7.2, 2.0, 2.6],
+                               "forecast_change": [0.0, 0, 0, 0]})
+        contributions = {"talks on 2026-01-30 (rok_japan_defence_exchanges)": [3.5, -2.0, 0.2, -1.6],
+                         at.RESIDUAL: [-5.6, 1.9, 1.2, 2.4]}
+        rows = [{"row": desc, "file": "", "line": 1, "scenario": s, "current": c, "forecast": 0.0}
+                for desc, values in contributions.items() for s, c in zip(SCENARIOS, values, strict=True)]
+        text = at.summarise(pd.DataFrame(rows), totals)
+        assert ("Trilateral (now) fell 2.1 points, from 93.6% to 91.5%, not on any single new observation but on "
+                "the new period(s) and time passing (-5.6), against talks on 2026-01-30 "
+                "(rok_japan_defence_exchanges) (+3.5).") in text
+
 
 # -- the fit file's stored last filtered states (fast path) against filtering the previous vintage again ---------
 @pytest.fixture(scope="module")
