@@ -222,7 +222,7 @@ def log_emission(params: dict[str, np.ndarray], inputs: ModelInputs) -> np.ndarr
         eta = _state_means(params, inputs.count_index)  # (N, C, K)
         log_alpha = np.log(alpha)
         log_mu_phi = np.logaddexp(eta, log_alpha[:, :, None])  # log(exp(η) + φ): full exposure
-        full = (inputs.count_mask & (np.abs(inputs.log_exposure) < 1e-12)).astype(float)
+        full = inputs.full_exposure.astype(float)
         left += [y, -y * full, -full]
         right += [eta, log_mu_phi, alpha[:, :, None] * log_mu_phi]
         left_si.append(mask)

@@ -22,6 +22,8 @@ from forecast.scenarios import N_SCENARIOS
 logger = logging.getLogger(__name__)
 
 _EPS = 1e-12
+#: |log exposure| below this counts as a whole period of exposure.
+_FULL_EXPOSURE_TOLERANCE = 1e-12
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,15 @@ class ModelInputs:
     def n_periods(self) -> int:
         """Number of periods T."""
         return int(self.periods.shape[0])
+
+    @property
+    def full_exposure(self) -> np.ndarray:
+        """(T, C) bool: observed count cells that cover the whole period (log exposure 0).
+
+        Their densities depend on the period only through the count, which the emission code exploits; the other
+        observed cells (coverage boundaries, rare) are scored one by one.
+        """
+        return self.count_mask & (np.abs(self.log_exposure) < _FULL_EXPOSURE_TOLERANCE)
 
     def label_log_evidence(self) -> np.ndarray:
         """Log soft evidence of the analyst labels, shape (T, 4).

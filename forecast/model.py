@@ -320,7 +320,7 @@ def count_value_table(inputs: ModelInputs) -> tuple[np.ndarray, np.ndarray, np.n
     pair_value : numpy.ndarray
         (J,) the count.
     """
-    full = inputs.count_mask & (np.abs(inputs.log_exposure) < 1e-12)
+    full = inputs.full_exposure
     columns, signal_of, value_of = [], [], []
     for c in range(len(inputs.count_signals)):
         for v in np.unique(inputs.y_count[full[:, c], c]):
@@ -357,7 +357,7 @@ def emission_logp(inputs: ModelInputs, intercept, loading, nb_alpha, level_sigma
             table = _nb_logpmf(pair_value[:, None], eta_c[pair_signal], nb_alpha[pair_signal][:, None],
                                log_alpha[pair_signal][:, None])  # (J, K)
             total = total + pt.dot(onehot, table)
-        partial = inputs.count_mask & (np.abs(inputs.log_exposure) >= 1e-12)
+        partial = inputs.count_mask & ~inputs.full_exposure
         if partial.any():
             rows, cols = np.nonzero(partial)
             log_mu = inputs.log_exposure[rows, cols][:, None] + eta_c[cols]  # (P, K)
