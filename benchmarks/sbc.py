@@ -314,18 +314,12 @@ def run_all(reps: Iterable[int], settings: dict[str, Any], scheduler: str | None
     """
     reps = list(reps)
     on_result = on_result or (lambda results: None)
-    if settings.get("engine") == "peer":
-        engine = PeerEngine(settings)
+    peer = settings.get("engine") == "peer"
+    if peer or (scheduler is None and workers <= 0):  # in this process, one replication after another
+        call = PeerEngine(settings) if peer else replicate
         out = []
         for i, rep in enumerate(reps):
-            out.append(_safe(engine, rep, settings))
-            _progress(i + 1, len(reps), out[-1])
-            on_result(out)
-        return out
-    if scheduler is None and workers <= 0:
-        out = []
-        for i, rep in enumerate(reps):
-            out.append(_safe(replicate, rep, settings))
+            out.append(_safe(call, rep, settings))
             _progress(i + 1, len(reps), out[-1])
             on_result(out)
         return out
