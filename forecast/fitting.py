@@ -21,7 +21,6 @@ starts in the same labelling (see ``docs/model.md``, "Identification").
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -297,7 +296,7 @@ def _states_summary(posterior: xr.Dataset, panel: xr.Dataset, options: ModelOpti
     and given what the posterior conditioned on (evidence plus analyst labels when ``options.use_labels``),
     from which an online update continues the filter.
     """
-    inputs = build_inputs(panel, dataclasses.replace(options, use_labels=False))
+    inputs = build_inputs(panel, options)  # the labels enter only the conditioned state below
     params = emissions.params_from_posterior(posterior, inputs)
     chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
     log_init = emissions.log_initial(params)
@@ -313,11 +312,10 @@ def _states_summary(posterior: xr.Dataset, panel: xr.Dataset, options: ModelOpti
     from forecast.fitfile import filtered_state_group
 
     conditioned_last = log_filtered[:, -1, :]
-    if options.use_labels:
-        label_ev = build_inputs(panel, options).label_log_evidence()
-        if np.any(label_ev != 0):
-            log_filtered_lab, _ = hmm.forward(log_init, trans, log_obs + label_ev)
-            conditioned_last = log_filtered_lab[:, -1, :]
+    label_ev = inputs.label_log_evidence()  # all 0 unless the fit used the labels
+    if np.any(label_ev != 0):
+        log_filtered_lab, _ = hmm.forward(log_init, trans, log_obs + label_ev)
+        conditioned_last = log_filtered_lab[:, -1, :]
     filtered_state = filtered_state_group(log_filtered[:, -1, :], conditioned_last, chains=chains, draws=draws,
                                           period=panel["period"].values[-1],
                                           scenarios=posterior["scenario"].values.tolist())
