@@ -307,7 +307,7 @@ class _Vintages:
         self._history: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.last = _stored_last_state(fit, previous_panel)
         if self.last is None:
-            self.last = self._last_of_history()
+            self.last = self._state_after(self.prev_inputs.n_periods)
         self.max_khat = -np.inf
 
     def history(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -316,10 +316,11 @@ class _Vintages:
             self._history = self._filter(self.prev_inputs)
         return self._history
 
-    def _last_of_history(self) -> BaseFiltered:
+    def _state_after(self, t: int) -> BaseFiltered:
+        """The filter of every draw after the previous panel's first ``t`` periods, from its filtered history."""
         report, weight, inc = self.history()
-        last = BaseFiltered(weight_last=weight[:, -1], report_last=report[:, -1], loglik_inc=inc)
-        return dataclasses.replace(last, report_last=last.weight_last) if weight is report else last
+        base = BaseFiltered(weight_last=weight[:, t - 1], report_last=report[:, t - 1], loglik_inc=inc[:, :t])
+        return dataclasses.replace(base, report_last=base.weight_last) if weight is report else base
 
     def _filter(self, inputs: ModelInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Forward filter every draw over ``inputs``: (reported, conditioning, increments).
@@ -357,12 +358,8 @@ class _Vintages:
             if t0 >= n_prev:  # nothing of the previous panel changed: continue from its last state
                 base, dropped = self.last, 0.0
             else:
-                report_filt, weight_filt, weight_inc = self.history()
-                base = BaseFiltered(weight_last=weight_filt[:, t0 - 1], report_last=report_filt[:, t0 - 1],
-                                    loglik_inc=weight_inc[:, :t0])
-                if weight_filt is report_filt:
-                    base = dataclasses.replace(base, report_last=base.weight_last)
-                dropped = weight_inc[:, t0:n_prev].sum(axis=1)
+                base = self._state_after(t0)
+                dropped = self.history()[2][:, t0:n_prev].sum(axis=1)
             step = absorb_periods(self.params, inputs, t0, base, use_labels=self.options.use_labels)
             log_ratio = step.log_ratio - dropped
             last = step.log_filtered_report[:, -1, :] if inputs.n_periods > t0 else base.report_last
