@@ -46,6 +46,12 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 # -- data ----------------------------------------------------------------------------------------------------------
 
 
+class _SoftplusHalfNormal(dist.HalfNormal):
+    """HalfNormal sampled in softplus⁻¹ coordinates, as forecast.model samples the loading magnitudes."""
+
+    support = dist.constraints.softplus_positive
+
+
 def prepare(inputs: ModelInputs, use_labels: bool = True) -> dict[str, Any]:
     """Arrays the peer needs, with every state-independent term computed once (NumPy, outside the sampler)."""
     cm = inputs.count_mask.astype(float)
@@ -257,7 +263,8 @@ def sample_parameters(inputs: ModelInputs, priors: dict[str, Any]) -> dict[str, 
     tau = numpyro.sample("loading_scale", plate(priors["loading_group_scale"], len(inputs.groups)))
     loading = jnp.zeros((n_sig, 3))
     if lay["mag_signal"].size:
-        magnitude = numpyro.sample("loading_magnitude", dist.HalfNormal(tau[group_of[lay["mag_signal"]]]).to_event(1))
+        magnitude = numpyro.sample("loading_magnitude",
+                                   _SoftplusHalfNormal(tau[group_of[lay["mag_signal"]]]).to_event(1))
         loading = loading.at[lay["mag_signal"], lay["mag_effect"]].set(lay["mag_sign"] * magnitude)
     if lay["free_signal"].size:
         free = numpyro.sample("loading_free", dist.Normal(0.0, tau[group_of[lay["free_signal"]]]).to_event(1))
@@ -374,9 +381,9 @@ def run(panel: xr.Dataset, *, seed: int, draws: int = 1000, tune: int = 1000, ch
     prior_set = prior_set or default_prior_set().to_dict()
     priors = numpyro_priors(prior_set)
     start = initial_values(inputs, prior_set)
-    # the sampler settings forecast.fitting uses: a dense mass matrix, one host device per chain when there are
+    # the sampler settings forecast.fitting uses: a diagonal mass matrix, one host device per chain when there are
     # enough devices (else vectorised chains)
-    kernel = NUTS(model, target_accept_prob=target_accept, dense_mass=True, init_strategy=init_to_value(values=start))
+    kernel = NUTS(model, target_accept_prob=target_accept, dense_mass=False, init_strategy=init_to_value(values=start))
     chain_method = "parallel" if jax.local_device_count() >= chains > 1 else "vectorized"
     mcmc = MCMC(kernel, num_warmup=tune, num_samples=draws, num_chains=chains, chain_method=chain_method,
                 progress_bar=False)

@@ -138,3 +138,20 @@ def test_intercepts_are_centred_where_many_events_pin_them(monkeypatch):
                               inputs=model.value_vars, on_unused_input="ignore")(point)
     assert by_var[0] == pytest.approx(norm.logpdf(a[centred], mu, sd).sum(), abs=1e-10)
     assert by_var[1] == pytest.approx(norm.logpdf(z).sum(), abs=1e-10)
+
+
+def test_loading_magnitudes_are_sampled_in_softplus_coordinates():
+    inputs, options = _inputs(False)
+    model = build_model(inputs, default_prior_set(), options)
+    rv = model["loading_magnitude"]
+    value = model.rvs_to_values[rv]
+    assert value.name == "loading_magnitude_softplus__"
+    rng = np.random.default_rng(3)
+    point = {k: v + 0.4 * rng.normal(size=np.shape(v)) for k, v in model.initial_point(0).items()}
+    y = point[value.name]
+    # the magnitude is softplus(y) ...
+    np.testing.assert_allclose(_values_at(model, point)["loading_magnitude"], np.logaddexp(0.0, y), rtol=1e-12)
+    # ... and the density gains the Jacobian log softplus'(y) = log sigmoid(y), nothing else
+    with_jacobian = model.compile_logp(vars=[rv], jacobian=True)(point)
+    without = model.compile_logp(vars=[rv], jacobian=False)(point)
+    assert with_jacobian - without == pytest.approx(-np.logaddexp(0.0, -y).sum(), abs=1e-10)
