@@ -47,7 +47,7 @@ COMMAND = (
 
 def synthetic_fit(panel: xr.Dataset, n_draws: int, seed: int = 0):
     """A fit with ``n_draws`` draws around plausible parameters for ``panel`` (4 chains)."""
-    from forecast import emissions, hmm
+    from forecast import emissions
     from forecast.fitfile import Fit, filtered_state_group
     from forecast.inputs import ModelOptions, build_inputs, estimate_standardisation
     from forecast.update import filter_history
@@ -91,13 +91,11 @@ def synthetic_fit(panel: xr.Dataset, n_draws: int, seed: int = 0):
     })
     inputs = build_inputs(panel, options)
     params = emissions.params_from_posterior(posterior, inputs)
-    _, inc = hmm.forward(emissions.log_initial(params), emissions.log_transitions(params, inputs),
-                         emissions.log_emission(params, inputs) + inputs.label_log_evidence())
-    last = filter_history(params, inputs, options.use_labels)  # the states forecast.fitting.fit stores
+    last = filter_history(params, inputs, options.use_labels)  # what forecast.fitting.fit stores
     zeros = np.zeros((chains, draws))
     return Fit.from_parts(
         posterior=posterior, sample_stats=xr.Dataset({"diverging": (("chain", "draw"), zeros.astype(bool))}),
-        log_likelihood=xr.Dataset({"y": (("chain", "draw", "period"), inc.reshape(chains, draws, -1))},
+        log_likelihood=xr.Dataset({"y": (("chain", "draw", "period"), last.report_inc.reshape(chains, draws, -1))},
                                   coords={"period": panel["period"].values}),
         log_prior=xr.Dataset({"total": (("chain", "draw"), zeros)}), panel=panel,
         data_sha256=str(panel.attrs.get("data_sha256", "")), seed=seed, sampler={"backend": "synthetic"},

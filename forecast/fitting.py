@@ -298,27 +298,20 @@ def _states_summary(posterior: xr.Dataset, panel: xr.Dataset, options: ModelOpti
     and given what the posterior conditioned on (evidence plus analyst labels when ``options.use_labels``),
     from which an online update continues the filter.
     """
-    inputs = build_inputs(panel, options)  # the labels enter only the conditioned state below
+    from forecast.fitfile import filtered_state_group
+    from forecast.update import filter_history
+
+    inputs = build_inputs(panel, options)  # the labels enter only the conditioned state
     params = emissions.params_from_posterior(posterior, inputs)
     chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
-    log_init = emissions.log_initial(params)
-    trans = emissions.transition_model(params, inputs.x_std)
-    log_obs = emissions.log_emission(params, inputs)
-    log_filtered, inc = hmm.forward(log_init, trans, log_obs)
+    last = filter_history(params, inputs, options.use_labels)
     coords = {"chain": posterior["chain"].values, "draw": posterior["draw"].values}
-    log_lik = xr.Dataset({"y": (("chain", "draw", "period"), inc.reshape(chains, draws, -1))},
+    log_lik = xr.Dataset({"y": (("chain", "draw", "period"), last.report_inc.reshape(chains, draws, -1))},
                          coords={**coords, "period": panel["period"].values})
-    filtered_last = xr.DataArray(np.exp(log_filtered[:, -1, :]).reshape(chains, draws, -1),
+    filtered_last = xr.DataArray(np.exp(last.report_last).reshape(chains, draws, -1),
                                  dims=("chain", "draw", "scenario"),
                                  coords={**coords, "scenario": posterior["scenario"].values})
-    from forecast.fitfile import filtered_state_group
-
-    conditioned_last = log_filtered[:, -1, :]
-    label_ev = inputs.label_log_evidence()  # all 0 unless the fit used the labels
-    if np.any(label_ev != 0):
-        log_filtered_lab, _ = hmm.forward(log_init, trans, log_obs + label_ev)
-        conditioned_last = log_filtered_lab[:, -1, :]
-    filtered_state = filtered_state_group(log_filtered[:, -1, :], conditioned_last, chains=chains, draws=draws,
+    filtered_state = filtered_state_group(last.report_last, last.weight_last, chains=chains, draws=draws,
                                           period=panel["period"].values[-1],
                                           scenarios=posterior["scenario"].values.tolist())
     # each chain's mean smoothed probabilities, from an evenly spaced subset of its draws

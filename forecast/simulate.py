@@ -20,7 +20,6 @@ scenario path is drawn.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,8 +29,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from forecast.emissions import PARAMETER_DIMS, log_emission, log_initial, transition_model
-from forecast.hmm import forward
+from forecast.emissions import PARAMETER_DIMS, log_initial, transition_model
 from forecast.inputs import ModelInputs, ModelOptions, build_inputs, estimate_standardisation
 from forecast.scenarios import EFFECT_MATRIX, EFFECTS, FACTORS, N_SCENARIOS, SCENARIOS
 
@@ -454,19 +452,15 @@ def known_parameter_fit(
     """
     from forecast.emissions import params_from_posterior
     from forecast.fitfile import Fit, filtered_state_group
+    from forecast.update import filter_history
 
     options = options or estimate_standardisation(panel, ModelOptions(use_labels=False))
     posterior = params_to_posterior(params, panel, chains=chains, draws=draws, jitter=jitter, seed=seed)
-    inputs: ModelInputs = build_inputs(panel, dataclasses.replace(options, use_labels=False))
-    flat = params_from_posterior(posterior, inputs)
-    log_init, log_trans, log_obs = log_initial(flat), transition_model(flat, inputs.x_std), log_emission(flat, inputs)
-    log_filtered, inc = forward(log_init, log_trans, log_obs)
-    conditioned = log_filtered[:, -1]
-    label_ev = build_inputs(panel, options).label_log_evidence() if options.use_labels else np.zeros(1)
-    if np.any(label_ev != 0):
-        conditioned = forward(log_init, log_trans, log_obs + label_ev)[0][:, -1]
+    inputs: ModelInputs = build_inputs(panel, options)
+    last = filter_history(params_from_posterior(posterior, inputs), inputs, options.use_labels)
     coords = {"chain": np.arange(chains), "draw": np.arange(draws), "period": panel["period"].values}
-    log_lik = xr.Dataset({"y": (("chain", "draw", "period"), inc.reshape(chains, draws, -1))}, coords=coords)
+    log_lik = xr.Dataset({"y": (("chain", "draw", "period"), last.report_inc.reshape(chains, draws, -1))},
+                         coords=coords)
     zeros = np.zeros((chains, draws))
     return Fit.from_parts(
         posterior=posterior,
@@ -484,6 +478,6 @@ def known_parameter_fit(
         catalog="",
         diagnostics={"passed": True, "failures": [], "note": "synthetic fit with known parameters"},
         converged=True,
-        filtered_state=filtered_state_group(log_filtered[:, -1], conditioned, chains=chains, draws=draws,
+        filtered_state=filtered_state_group(last.report_last, last.weight_last, chains=chains, draws=draws,
                                             period=panel["period"].values[-1]),
     )

@@ -530,11 +530,15 @@ class BaseFiltered:
     loglik_inc : numpy.ndarray or None
         (N, T) per-period log-likelihood increments of the fitted periods under the weight filter; None when the
         states were read from the fit file's ``filtered_state`` group rather than filtered again.
+    report_inc : numpy.ndarray or None
+        (N, T) the same under the evidence-only filter (the fit file's ``log_likelihood``); the same array as
+        ``loglik_inc`` when the fit used no labels, None when not filtered.
     """
 
     weight_last: np.ndarray
     report_last: np.ndarray
     loglik_inc: np.ndarray | None = None
+    report_inc: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -589,7 +593,7 @@ def filter_history(params: dict[str, np.ndarray], inputs: ModelInputs, use_label
     Returns
     -------
     BaseFiltered
-        The last period's filtered distributions and the per-period increments.
+        The last period's filtered distributions and the per-period increments of both filters.
     """
     from forecast import emissions
 
@@ -603,9 +607,10 @@ def filter_history(params: dict[str, np.ndarray], inputs: ModelInputs, use_label
         stacked[:, 0] = np.moveaxis(log_obs, 1, 0)
         stacked[:, 1] = stacked[:, 0] + inputs.label_log_evidence()[:, None, :]
         filt, inc = hmm.forward(log_init, log_trans, np.moveaxis(stacked, 0, 2))
-        return BaseFiltered(weight_last=filt[1, :, -1, :], report_last=filt[0, :, -1, :], loglik_inc=inc[1])
+        return BaseFiltered(weight_last=filt[1, :, -1, :], report_last=filt[0, :, -1, :], loglik_inc=inc[1],
+                            report_inc=inc[0])
     filt, inc = hmm.forward(log_init, log_trans, log_obs)
-    return BaseFiltered(weight_last=filt[:, -1, :], report_last=filt[:, -1, :], loglik_inc=inc)
+    return BaseFiltered(weight_last=filt[:, -1, :], report_last=filt[:, -1, :], loglik_inc=inc, report_inc=inc)
 
 
 def absorb_periods(
