@@ -180,6 +180,7 @@ def time_probabilities(path: Path) -> dict[str, float] | None:
     prob.forecast_probabilities(states, horizon=12)
     out["forecast_12_s"] = time.perf_counter() - t0
     out["n_draws"] = loaded.n_draws
+    out["n_periods"] = int(loaded.panel.sizes["period"])
     return out
 
 

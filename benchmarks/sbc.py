@@ -189,12 +189,24 @@ def replicate(rep: int, settings: dict[str, Any]) -> dict[str, Any]:
     posterior = result.posterior
     ranks = sbc_ranks(posterior, ranked_truth(truth, panel), settings["n_keep"], rng)
     diag = result.diagnostics
+    _release_compiled()
     return {
         "rep": rep, "seed": seed, "seconds": elapsed, "converged": bool(result.converged),
         "max_rhat": diag.get("max_rhat"), "min_ess_bulk": diag.get("min_ess_bulk"),
         "divergences": diag.get("divergences"), "label_switching": diag.get("label_switching"),
         "ranks": ranks,
     }
+
+
+def _release_compiled() -> None:
+    """Drop the compiled functions of the last fit: every fit compiles new XLA code, and after a few dozen fits
+    in one process the accumulated code exhausts XLA's executable memory ("Unable to allocate section memory")."""
+    import gc
+
+    import jax
+
+    gc.collect()
+    jax.clear_caches()
 
 
 def simulate_from_prior(n_periods: int, seed: int) -> tuple[Any, dict[str, np.ndarray]]:

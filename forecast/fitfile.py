@@ -1,6 +1,6 @@
 """The fit file: the contract between fitting and everything after it.
 
-A fit is an :class:`xarray.DataTree` written to netCDF (HDF5, through h5netcdf) with the groups
+A fit is an :class:`xarray.DataTree` written to netCDF-4 (HDF5, through the netCDF4 library) with the groups
 
 ``posterior``
     parameter draws (chain, draw, ...), names as in ``docs/architecture.md``;
@@ -48,6 +48,10 @@ logger = logging.getLogger(__name__)
 
 #: Version of the fit-file layout; bumped on incompatible changes.
 FIT_FORMAT = 1
+#: xarray engine for every netCDF file the package writes and reads (fit and update files). The netCDF4
+#: library opens a fit file's ~90 variables about five times faster than h5netcdf (0.05 s against 0.25 s on
+#: the bundled fit), which is most of the cost of reading a fit; files written by either are read by both.
+NETCDF_ENGINE = "netcdf4"
 #: Groups every fit file has.
 REQUIRED_GROUPS = ("posterior", "sample_stats", "log_likelihood", "log_prior", "panel")
 #: Groups a fit file may have (checked and hashed when present).
@@ -62,6 +66,7 @@ REQUIRED_ATTRS = (
 _JSON_ATTRS = ("library_versions", "sampler", "prior_set", "model_options", "diagnostics")
 _LIBRARIES = (
     "pymc", "pytensor", "pymc-extras", "arviz", "numpyro", "jax", "nutpie", "numpy", "scipy", "pandas", "xarray",
+    "netCDF4",
 )
 
 
@@ -323,7 +328,7 @@ def save_fit(fit: Fit, path: str | Path) -> Path:
     """
     path = Path(path)
     with atomic_path(path, suffix=".nc") as tmp:
-        fit.tree.to_netcdf(tmp, engine="h5netcdf")
+        fit.tree.to_netcdf(tmp, engine=NETCDF_ENGINE)
     logger.info("wrote fit file %s", path)
     return path
 
@@ -463,13 +468,13 @@ def read_netcdf(path: Path, noun: str, read_as: str, *, missing_fix: str, damage
         raise FitFileError(path, f"no such {noun}", missing_fix)
     try:
         if tree:
-            content = xr.open_datatree(path, engine="h5netcdf")
+            content = xr.open_datatree(path, engine=NETCDF_ENGINE)
             content = content.load()
             content.close()
             return content
-        with xr.open_dataset(path, engine="h5netcdf") as handle:
+        with xr.open_dataset(path, engine=NETCDF_ENGINE) as handle:
             return handle.load()
-    except Exception as exc:  # h5py/h5netcdf raise many types for truncated or foreign files
+    except Exception as exc:  # the netCDF and HDF5 libraries raise many types for truncated or foreign files
         raise FitFileError(path, f"cannot be read as {read_as} ({type(exc).__name__}: {exc})", damaged_fix) from None
 
 

@@ -33,7 +33,7 @@ import xarray as xr
 from forecast import hmm
 from forecast.atomic import atomic_path
 from forecast.errors import FitFileError
-from forecast.fitfile import read_netcdf
+from forecast.fitfile import NETCDF_ENGINE, read_netcdf
 from forecast.inputs import ModelInputs, build_inputs
 
 if TYPE_CHECKING:
@@ -767,7 +767,7 @@ def save_update(result: UpdateResult, path: str | Path) -> Path:
                     values = values.astype(str)
                 ds[f"{name}__{column}"] = (f"{name}_row", values)
     with atomic_path(path, suffix=".nc") as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf")
+        ds.to_netcdf(tmp, engine=NETCDF_ENGINE)
     logger.info("wrote update file %s", path)
     return path
 
