@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs.append((f"forecast monthly ({backend})", {"job": "forecast", "freq": "M", "repeat": 1,
                                                         "backend": backend}, f"cache-{backend}"))
     if not args.skip_quarterly:
-        jobs.append(("forecast quarterly", {"job": "forecast", "freq": "Q", "repeat": 1}, "cache-quarterly"))
+        jobs.append(("forecast quarterly", {"job": "forecast", "freq": "Q", "repeat": 2}, "cache-quarterly"))
     with tempfile.TemporaryDirectory(prefix="forecast-bench-") as tmp:
         tmp_path = Path(tmp)
         for label, job, cache in jobs:

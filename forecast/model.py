@@ -418,8 +418,10 @@ def forward_loglik(init_prob, trans, log_obs, renormalise_every: int = 2):
     """Total log-likelihood ``log p(y_1..T)`` of the hidden-Markov model, without a sequential loop.
 
     ``p(y_1..T) = π' D_0 M_1 M_2 ⋯ M_{T−1} 1`` with ``D_t = diag(exp(log_obs_t))`` and ``M_t = A_t D_t``. The
-    T − 1 matrices are padded with identities to a power of two and multiplied as a balanced tree: at each of
-    ⌈log₂ T⌉ levels the pairs are multiplied in one batched matrix product; every ``renormalise_every`` levels
+    T − 1 matrices are multiplied as a balanced tree: at each of ⌈log₂ T⌉ levels neighbouring pairs are
+    multiplied in one batched matrix product and an odd one out is carried to the next level as it is (padding
+    to a power of two instead would cost up to twice the products: 256 slots for a quarterly panel's 143
+    matrices); every ``renormalise_every`` levels
     each product is divided by its largest entry, whose log is accumulated (all entries are non-negative, so
     nothing cancels; between renormalisations entries stay far from float64 underflow). The scales are constants
     in the gradient, which is exact because the result does not depend on them. This is the forward algorithm
@@ -454,14 +456,15 @@ def forward_loglik(init_prob, trans, log_obs, renormalise_every: int = 2):
         k = N_SCENARIOS
         n = n_periods - 1
         mats = trans[1:] * obs[1:, None, :]  # (T-1, K, K): M_t = A_t D_t
-        size = 1 << (n - 1).bit_length()
-        if size > n:
-            mats = pt.concatenate([mats, pt.tile(pt.eye(k)[None], (size - n, 1, 1))], axis=0)
+        size = n
         level = 0
         while size > 1:
-            pairs = mats.reshape((size // 2, 2, k, k))
-            mats = pt.sum(pairs[:, 0, :, :, None] * pairs[:, 1, None, :, :], axis=2)  # fuses better than matmul
-            size //= 2
+            half = size // 2
+            pairs = mats[: 2 * half].reshape((half, 2, k, k))
+            products = pt.sum(pairs[:, 0, :, :, None] * pairs[:, 1, None, :, :], axis=2)  # fuses better than matmul
+            # an odd one out is carried up unmultiplied, in its place at the end (no padding with identities)
+            mats = pt.concatenate([products, mats[2 * half:]], axis=0) if size % 2 else products
+            size = half + size % 2
             level += 1
             if level % renormalise_every == 0 or size == 1:
                 scale = disconnected_grad(pt.max(mats, axis=(1, 2)))

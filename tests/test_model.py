@@ -155,3 +155,19 @@ def test_loading_magnitudes_are_sampled_in_softplus_coordinates():
     with_jacobian = model.compile_logp(vars=[rv], jacobian=True)(point)
     without = model.compile_logp(vars=[rv], jacobian=False)(point)
     assert with_jacobian - without == pytest.approx(-np.logaddexp(0.0, -y).sum(), abs=1e-10)
+
+
+@pytest.mark.parametrize("n_periods", [1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 31, 33, 144])
+def test_tree_likelihood_equals_the_forward_filter_for_any_number_of_periods(n_periods):
+    # the tree multiplies pairs and carries an odd one out at each level: every T must give the same total
+    import pytensor.tensor as pt
+
+    from forecast.model import forward_loglik
+
+    rng = np.random.default_rng(n_periods)
+    init = rng.dirichlet(np.ones(4))
+    trans = rng.dirichlet(np.ones(4), size=(n_periods, 4))
+    log_obs = rng.normal(-3.0, 2.0, size=(n_periods, 4)) - 40.0 * (np.arange(n_periods) % 3 == 0)[:, None]
+    total = forward_loglik(pt.as_tensor(init), pt.as_tensor(trans), pt.as_tensor(log_obs)).eval()
+    _, inc = hmm.forward(np.log(init), np.log(trans), log_obs)
+    assert float(total) == pytest.approx(inc.sum(), abs=1e-9 * n_periods, rel=0)
