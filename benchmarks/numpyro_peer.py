@@ -38,6 +38,7 @@ from numpyro.infer import MCMC, NUTS, init_to_value  # noqa: E402
 from scipy.special import gammaln  # noqa: E402
 
 from forecast.inputs import ModelInputs, ModelOptions, build_inputs, estimate_standardisation  # noqa: E402
+from forecast.sampler_defaults import DEFAULT_STARTS  # noqa: E402
 from forecast.scenarios import EFFECT_MATRIX, EFFECTS, FACTOR_MATRIX, FACTORS, N_SCENARIOS, SCENARIOS  # noqa: E402
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
@@ -299,12 +300,22 @@ def model(data: dict[str, Any], inputs: ModelInputs, priors: dict[str, Any]) -> 
     numpyro.factor("loglik", incs.sum())
 
 
-def initial_values(inputs: ModelInputs, prior_set: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The deterministic, marker-labelled start of ``forecast.fitting`` (same for every chain, no jitter)."""
-    from forecast.fitting import initial_values as model_start
-    from forecast.priors import PriorSet
+def initial_values(inputs: ModelInputs, prior_set: dict[str, Any], options: ModelOptions, seed: int,
+                   starts: int = DEFAULT_STARTS) -> dict[str, np.ndarray]:
+    """The start of ``forecast.fitting.fit`` (same for every chain, no jitter): the best posterior mode that
+    ``forecast.start.find_mode`` reaches from the marker-labelled moment start and jittered copies of it.
 
-    return model_start(inputs, PriorSet.from_dict(prior_set))
+    Builds the PyMC model of ``forecast.model`` to search (outside the timed sampling).
+    """
+    from forecast.model import build_model
+    from forecast.priors import PriorSet
+    from forecast.start import find_mode
+    from forecast.start import initial_values as moment_start
+
+    priors = PriorSet.from_dict(prior_set)
+    values, _ = find_mode(build_model(inputs, priors, options), moment_start(inputs, priors), starts=starts,
+                          seed=seed)
+    return values
 
 
 def joint_discrepancy(panel: xr.Dataset, n_points: int = 3, seed: int = 0) -> float:
@@ -380,7 +391,7 @@ def run(panel: xr.Dataset, *, seed: int, draws: int = 1000, tune: int = 1000, ch
     data = prepare(inputs, use_labels=options.use_labels)
     prior_set = prior_set or default_prior_set().to_dict()
     priors = numpyro_priors(prior_set)
-    start = initial_values(inputs, prior_set)
+    start = initial_values(inputs, prior_set, options, seed)
     # the sampler settings forecast.fitting uses: a diagonal mass matrix, one host device per chain when there are
     # enough devices (else vectorised chains)
     kernel = NUTS(model, target_accept_prob=target_accept, dense_mass=False, init_strategy=init_to_value(values=start))

@@ -37,6 +37,7 @@ from scipy import stats
 logger = logging.getLogger("sbc")
 
 from forecast.inputs import ModelOptions  # noqa: E402
+from forecast.sampler_defaults import DEFAULT_STARTS  # noqa: E402
 
 #: Posterior variables whose elements are ranked (every element of each).
 KEY_VARIABLES = ("intercept", "loading", "nb_alpha", "level_sigma", "stickiness", "driver_effect", "init_prob")
@@ -183,7 +184,7 @@ def replicate(rep: int, settings: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     result = fit(
         panel, seed=seed, draws=settings["draws"], tune=settings["tune"], chains=settings["chains"],
-        options=ModelOptions(use_labels=False), progress=False,
+        options=ModelOptions(use_labels=False), progress=False, starts=settings["starts"],
     )
     elapsed = time.perf_counter() - t0
     posterior = result.posterior
@@ -250,7 +251,8 @@ class PeerEngine:
 
     ``forecast.fitting.fit`` builds and compiles a new model for every panel; the peer takes each replication's
     data as traced arguments of one compiled sampler, so a study of many replications costs one compilation.
-    The start is the same deterministic, marker-labelled one as ``forecast.fitting`` (``initial_values``).
+    The start is the same as ``forecast.fitting.fit``'s: the best posterior mode found from the marker-labelled
+    moment start and jittered copies of it (``forecast.start.find_mode``, with the replication's seed).
     """
 
     _STATIC = ("T", "count_index", "level_index", "partial_t", "partial_c", "partial_y", "partial_log_e",
@@ -295,7 +297,8 @@ class PeerEngine:
                              num_samples=settings["draws"], num_chains=chains, chain_method=method,
                              progress_bar=False, jit_model_args=True)
         # later replications reuse the compiled sampler: same structure, data passed as traced arguments
-        start = {k: jax.numpy.asarray(v) for k, v in peer.initial_values(inputs, prior_set).items()}
+        start = {k: jax.numpy.asarray(v) for k, v in peer.initial_values(inputs, prior_set, options, seed,
+                                                                            settings["starts"]).items()}
         unconstrained = unconstrain_fn(model, (dynamic,), {}, start)
         chains = settings["chains"]
         init = {k: jax.numpy.broadcast_to(v, (chains, *v.shape)) for k, v in unconstrained.items()}
@@ -427,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=int, default=99, help="L: thinned draws per rank (ranks 0..L)")
     parser.add_argument("--bins", type=int, default=5, help="rank-histogram bins (L + 1 divisible by it)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--starts", type=int, default=DEFAULT_STARTS,
+                        help="posterior-mode searches before sampling (forecast.fit's starts; 0: the moment start)")
     parser.add_argument("--scheduler", help="address of a running Dask scheduler")
     parser.add_argument("--workers", type=int, default=0, help="start a local Dask cluster with this many workers")
     parser.add_argument("--out", type=Path, default=Path("sbc-results"))
@@ -436,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     if (args.keep + 1) % args.bins:
         parser.error("--keep + 1 must be divisible by --bins so that every bin is equally likely")
     settings = {"periods": args.periods, "draws": args.draws, "tune": args.tune, "chains": args.chains,
-                "n_keep": args.keep, "bins": args.bins, "seed": args.seed, "reps": args.reps, "engine": args.engine}
+                "n_keep": args.keep, "bins": args.bins, "seed": args.seed, "reps": args.reps, "engine": args.engine,
+                "starts": args.starts}
     t0 = time.perf_counter()
     results = run_all(range(args.reps), settings, args.scheduler, args.workers,
                       on_result=lambda so_far: summarise(so_far, settings, args.out))

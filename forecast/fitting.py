@@ -14,9 +14,10 @@ Backends (``docs/model.md`` has the measured figures):
 ``pymc``
     PyMC's own NUTS with the model compiled by PyTensor's Numba backend (slow to compile cold).
 
-Initial values are deterministic and shared by all chains, without jitter: a moment-based start labelled by the
-marker rule (each marker's own-factor loading positive and dominant, cross-loadings 0), so that every chain
-starts in the same labelling (see ``docs/model.md``, "Identification").
+Initial values are deterministic and shared by all chains, without jitter: the best posterior mode that
+:func:`forecast.start.find_mode` reaches from a moment-based start labelled by the marker rule and from jittered
+copies of it, so that every chain starts in the same labelling and in the best basin found (see
+``docs/model.md``, "Identification" and "Fitting").
 """
 
 from __future__ import annotations
@@ -33,9 +34,16 @@ import xarray as xr
 
 from forecast import emissions, hmm
 from forecast.fitfile import Fit
-from forecast.inputs import ModelInputs, ModelOptions, build_inputs, estimate_standardisation
+from forecast.inputs import ModelOptions, build_inputs, estimate_standardisation
 from forecast.priors import PriorSet, default_prior_set
-from forecast.sampler_defaults import DEFAULT_CHAINS, DEFAULT_DRAWS, DEFAULT_TARGET_ACCEPT, DEFAULT_TUNE
+from forecast.sampler_defaults import (
+    DEFAULT_CHAINS,
+    DEFAULT_DRAWS,
+    DEFAULT_STARTS,
+    DEFAULT_TARGET_ACCEPT,
+    DEFAULT_TUNE,
+)
+from forecast.start import find_mode, initial_values
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +53,6 @@ __all__ = [
     "RHAT_MAX",
     "check_convergence",
     "fit",
-    "initial_values",
     "label_switching_findings",
 ]
 
@@ -90,63 +97,6 @@ def _resolve_options(panel: xr.Dataset, options: ModelOptions | None) -> ModelOp
     return options
 
 
-def initial_values(inputs: ModelInputs, priors: PriorSet) -> dict[str, np.ndarray]:
-    """Deterministic starting values, labelled by the marker rule, shared by every chain.
-
-    Count intercepts start at the log of each signal's mean rate per full period; level intercepts at 0 (the
-    standardised mean); loadings with a known sign at half a standard unit in that sign, markers' own-factor
-    loadings at 0.8 with cross-loadings 0 (ratio at the centre of its range), free loadings at 0; stickiness at
-    its prior location (the prior's expected duration), drivers at 0, the initial distribution uniform.
-
-    Parameters
-    ----------
-    inputs : ModelInputs
-        Model inputs.
-    priors : PriorSet
-        The prior set (for the stickiness location).
-
-    Returns
-    -------
-    dict of str to numpy.ndarray
-        Values of the model's free variables on their constrained scale, keyed by name.
-    """
-    from forecast.model import centred_intercepts, loading_layout
-
-    layout = loading_layout(inputs)
-    out: dict[str, np.ndarray] = {}
-    if inputs.count_signals:
-        mask = inputs.count_mask
-        exposure = np.where(mask, np.exp(inputs.log_exposure), 0.0)
-        rate = (inputs.y_count * mask).sum(axis=0) + 0.5
-        a = np.log(rate / np.maximum(exposure.sum(axis=0), 1.0))
-        location, scale = float(a.mean()), float(max(a.std(), 0.5))
-        centred = centred_intercepts(inputs)
-        if centred.any():
-            out["count_intercept_centred"] = a[centred]
-        if not centred.all():
-            out["count_intercept_std"] = (a[~centred] - location) / scale
-        out["intercept_location"] = np.asarray(location)
-        out["intercept_scale"] = np.asarray(scale)
-        out["nb_alpha"] = np.full(len(inputs.count_signals), 5.0)
-    if inputs.level_signals:
-        out["level_intercept"] = np.zeros(len(inputs.level_signals))
-        out["level_sigma"] = np.full(len(inputs.level_signals), 0.7)
-    out["loading_scale"] = np.full(len(inputs.groups), 0.7)
-    if layout.mag_signal.size:
-        own = np.array([inputs.marker[s] != "" for s in layout.mag_signal])
-        out["loading_magnitude"] = np.where(own, 0.8, 0.5)
-    if layout.free_signal.size:
-        out["loading_free"] = np.zeros(layout.free_signal.size)
-    if layout.inter_signal.size:
-        out["loading_interaction"] = np.zeros(layout.inter_signal.size)
-    if layout.cross_signal.size:
-        # unknown cross sign: ratio 0.5 gives cross-loading 0; known sign: a quarter of the own loading
-        out["marker_ratio"] = np.where(layout.cross_shift < 0, 0.5, 0.25)
-    mu = priors["stickiness"].parameters.get("mu", 3.0)
-    out["stickiness"] = np.full(4, float(np.asarray(mu)))
-    out["driver_effect"] = np.zeros((len(inputs.drivers), 2))
-    out["init_prob"] = np.full(4, 0.25)
-    return out
 
 
 def fit(
@@ -160,6 +110,7 @@ def fit(
     chains: int = DEFAULT_CHAINS,
     backend: str = "numpyro",
     target_accept: float = DEFAULT_TARGET_ACCEPT,
+    starts: int = DEFAULT_STARTS,
     catalog_text: str = "",
     data_sha256: str = "",
     progress: bool = True,
@@ -182,6 +133,10 @@ def fit(
         NUTS implementation.
     target_accept : float
         NUTS target acceptance rate.
+    starts : int
+        Optimisations of the posterior density before sampling (:func:`forecast.start.find_mode`): the moment
+        start and ``starts − 1`` jittered copies; every chain starts at the best optimum. ``0`` starts the
+        chains at the moment start itself.
     catalog_text : str
         The catalog TOML text, stored in the fit.
     data_sha256 : str
@@ -204,14 +159,14 @@ def fit(
 
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-    for name, value, low in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
+    for name, value, low in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1), ("starts", starts, 0)):
         if not isinstance(value, int | np.integer) or value < low:
             raise ConfigError(f"{name} must be a whole number >= {low}, got {value!r}")
     if not 0.5 <= target_accept < 1.0:
         raise ConfigError(f"target_accept must be in [0.5, 1), got {target_accept!r}")
     priors = priors or default_prior_set()
     options = _resolve_options(panel, options)
-    if backend in ("numpyro", "nutpie"):
+    if backend in ("numpyro", "nutpie") or starts:
         _prepare_jax(chains)
     import pymc as pm
 
@@ -219,11 +174,13 @@ def fit(
 
     inputs = build_inputs(panel, options)
     model = build_model(inputs, priors, options)
-    start = initial_values(inputs, priors)
+    start, search = find_mode(model, initial_values(inputs, priors), starts=starts, seed=seed)
     logger.info("fitting %d periods, %d signals, %d drivers: %s, %d chains × %d draws (+%d tune), seed %d",
                 inputs.n_periods, len(inputs.signals), len(inputs.drivers), backend, chains, draws, tune, seed)
     sampler = {"backend": backend, "chains": int(chains), "draws": int(draws), "tune": int(tune),
-               "target_accept": float(target_accept), "initial_values": "moment start, marker-labelled, no jitter"}
+               "target_accept": float(target_accept), "starts": int(starts), "mode_search": dict(search),
+               "initial_values": (f"best of {starts} posterior-mode searches from the marker-labelled moment start"
+                                  if starts else "marker-labelled moment start") + ", shared by all chains, no jitter"}
     kwargs: dict[str, Any] = dict(draws=draws, tune=tune, chains=chains, target_accept=target_accept,
                                   random_seed=seed, progressbar=progress, compute_convergence_checks=False,
                                   model=model)

@@ -6,7 +6,7 @@ fitting stack. The reasons for the values are in ``docs/model.md`` ("Fitting").
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_CHAINS", "DEFAULT_DRAWS", "DEFAULT_TARGET_ACCEPT", "DEFAULT_TUNE"]
+__all__ = ["DEFAULT_CHAINS", "DEFAULT_DRAWS", "DEFAULT_STARTS", "DEFAULT_TARGET_ACCEPT", "DEFAULT_TUNE"]
 
 #: Posterior draws per chain: the gate's ESS floor (400) with a margin on the bundled data (the slowest
 #: parameter, a rare signal's loading, mixes at about 0.15 effective draws per draw).
@@ -19,3 +19,7 @@ DEFAULT_CHAINS = 4
 #: NUTS target acceptance rate: high enough to keep the rare-event tail of the trilateral-exercise intercept
 #: free of divergences on the bundled data.
 DEFAULT_TARGET_ACCEPT = 0.95
+#: Optimisations of the posterior density before sampling (``forecast.start.find_mode``): the moment start and 15
+#: jittered copies. On simulated panels the best of 16 reached the true parameters' mode where the moment start
+#: alone did not; each optimisation takes about 0.1 s once the density is compiled.
+DEFAULT_STARTS = 16

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from forecast.fitting import check_convergence, initial_values, label_switching_findings
-from forecast.inputs import ModelOptions, build_inputs, estimate_standardisation
-from forecast.priors import default_prior_set
+from forecast.fitting import check_convergence, label_switching_findings
+from forecast.inputs import ModelOptions, build_inputs
 from forecast.scenarios import EFFECTS, SCENARIOS
 from forecast.simulate import simulate_panel
 
@@ -96,23 +95,6 @@ def test_near_even_periods_whose_mode_flips_are_not_label_switching():
     probs[1, :30] = [0.45, 0.51, 0.02, 0.02]
     assert (probs[0].argmax(-1) != probs[1].argmax(-1)).mean() > 0.3
     assert not label_switching_findings(post, probs)
-
-
-def test_initial_values_respect_the_marker_rule():
-    panel, _, _ = simulate_panel(60, seed=1)
-    inputs = build_inputs(panel, estimate_standardisation(panel, ModelOptions()))
-    start = initial_values(inputs, default_prior_set())
-    from forecast.model import loading_layout
-
-    layout = loading_layout(inputs)
-    loading = layout.assemble(len(inputs.signals), start["loading_magnitude"], start.get("loading_free"),
-                              start.get("loading_interaction"), start["marker_ratio"])
-    for s, marker in enumerate(inputs.marker):
-        if marker:
-            own = ("us", "relations").index(marker)
-            assert loading[s, own] > 0
-            assert np.all(np.abs(np.delete(loading[s], own)) < loading[s, own])
-    assert start["init_prob"].sum() == pytest.approx(1.0)
 
 
 @pytest.mark.fit

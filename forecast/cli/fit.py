@@ -14,7 +14,13 @@ import typer
 
 from forecast.cli import app
 from forecast.cli.options import DataDir, resolve_data_dir
-from forecast.sampler_defaults import DEFAULT_CHAINS, DEFAULT_DRAWS, DEFAULT_TARGET_ACCEPT, DEFAULT_TUNE
+from forecast.sampler_defaults import (
+    DEFAULT_CHAINS,
+    DEFAULT_DRAWS,
+    DEFAULT_STARTS,
+    DEFAULT_TARGET_ACCEPT,
+    DEFAULT_TUNE,
+)
 
 #: Exit code when the fit was written but did not pass the convergence gate.
 EXIT_NOT_CONVERGED = 3
@@ -53,6 +59,9 @@ def fit_command(
     = False,
     target_accept: Annotated[float, typer.Option("--target-accept", help="NUTS target acceptance rate.")]
     = DEFAULT_TARGET_ACCEPT,
+    starts: Annotated[int, typer.Option("--starts", min=0, help="Posterior-mode searches before sampling (the "
+                                        "moment start and jittered copies); 0 starts at the moment start.")]
+    = DEFAULT_STARTS,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the sampler's progress bar.")]
     = True,
 ) -> None:
@@ -69,7 +78,7 @@ def fit_command(
     panel = build_panel(dataset, freq.value)
     result = fit(
         panel, priors=prior_set, options=ModelOptions(use_labels=not no_labels), seed=seed, draws=draws,
-        tune=tune, chains=chains, backend=backend.value, target_accept=target_accept,
+        tune=tune, chains=chains, backend=backend.value, target_accept=target_accept, starts=starts,
         catalog_text=dataset.catalog.text, data_sha256=str(panel.attrs.get("data_sha256", "")),
         progress=progress,
     )
@@ -102,6 +111,7 @@ def format_diagnostics(diagnostics: dict, sampler: dict) -> str:
     lines = [
         f"sampler: {sampler.get('backend')}, {sampler.get('chains')} chains × {sampler.get('draws')} draws "
         f"(+{sampler.get('tune')} tune), {num(sampler.get('wall_seconds'), '.1f')} s",
+        *_mode_search_line(sampler.get("mode_search")),
         f"max R-hat: {num(diagnostics.get('max_rhat'), '.4f')} ({diagnostics.get('max_rhat_at', '')}); "
         f"threshold {diagnostics.get('rhat_threshold')}",
         f"min ESS bulk: {num(diagnostics.get('min_ess_bulk'), '.0f')} ({diagnostics.get('min_ess_bulk_at', '')}); "
@@ -113,3 +123,10 @@ def format_diagnostics(diagnostics: dict, sampler: dict) -> str:
     ]
     lines += [f"  - {failure}" for failure in diagnostics.get("failures", [])]
     return "\n".join(lines)
+
+
+def _mode_search_line(search: dict | None) -> list[str]:
+    if not search or not search.get("starts"):
+        return []
+    return [f"start: best of {search['starts']} posterior-mode searches ({search['modes']} distinct optima), "
+            f"-log p {search['best_neg_logp']:.2f} against {search['moment_neg_logp']:.2f} from the moment start"]

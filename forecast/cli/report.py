@@ -16,7 +16,13 @@ import typer
 
 from forecast.cli import app
 from forecast.cli.options import DataDir, resolve_data_dir
-from forecast.sampler_defaults import DEFAULT_CHAINS, DEFAULT_DRAWS, DEFAULT_TARGET_ACCEPT, DEFAULT_TUNE
+from forecast.sampler_defaults import (
+    DEFAULT_CHAINS,
+    DEFAULT_DRAWS,
+    DEFAULT_STARTS,
+    DEFAULT_TARGET_ACCEPT,
+    DEFAULT_TUNE,
+)
 
 
 class RefitMode(StrEnum):
@@ -39,6 +45,8 @@ def report_command(
     target_accept: Annotated[float, typer.Option(help="NUTS target acceptance rate of a refit.")]
     = DEFAULT_TARGET_ACCEPT,
     backend: Annotated[str, typer.Option(help="NUTS backend of a refit: numpyro, nutpie or pymc.")] = "numpyro",
+    starts: Annotated[int, typer.Option(help="Posterior-mode searches before a refit samples.", min=0)]
+    = DEFAULT_STARTS,
     priors: Annotated[str, typer.Option(help="Prior set name or TOML path.")] = "default",
     refit: Annotated[RefitMode, typer.Option(
         "--refit", help="When the previous fit cannot be reused: 'auto' refits, 'tell' publishes nothing and "
@@ -53,7 +61,7 @@ def report_command(
     from forecast.report.publish import LockTimeout
 
     settings = FitSettings(seed=seed, draws=draws, tune=tune, chains=chains, target_accept=target_accept,
-                           backend=backend, priors=priors)
+                           backend=backend, priors=priors, starts=starts)
     try:
         outcome = run_report(resolve_data_dir(data), out, fit_settings=settings, on_refit=refit.value,
                              force_refit=force_refit, lock_timeout=lock_timeout, progress=sys.stderr.isatty())

@@ -119,7 +119,8 @@ def _refitter(fit, fit_path: Path, catalog_text: str):
         from forecast.priors import PriorSet
 
         sampler = fit.attr("sampler")
-        kwargs = {k: sampler[k] for k in ("draws", "tune", "chains", "backend", "target_accept") if k in sampler}
+        kwargs = {k: sampler[k] for k in ("draws", "tune", "chains", "backend", "target_accept", "starts")
+                  if k in sampler}
         new_fit = fitting.fit(panel, priors=PriorSet.from_dict(fit.attr("prior_set")),
                               options=_structural_options(fit), seed=int(fit.attr("seed")),
                               catalog_text=catalog_text,

@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from forecast.report.publish import PublishedReport
-from forecast.sampler_defaults import DEFAULT_CHAINS, DEFAULT_DRAWS, DEFAULT_TARGET_ACCEPT, DEFAULT_TUNE
+from forecast.sampler_defaults import (
+    DEFAULT_CHAINS,
+    DEFAULT_DRAWS,
+    DEFAULT_STARTS,
+    DEFAULT_TARGET_ACCEPT,
+    DEFAULT_TUNE,
+)
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -63,6 +69,8 @@ class FitSettings:
         NUTS backend (``numpyro``, ``nutpie``, ``pymc``).
     priors : str
         Prior set name or path (``"default"`` for the default set).
+    starts : int
+        Posterior-mode searches before sampling (:func:`forecast.start.find_mode`).
     """
 
     seed: int = 20261125
@@ -72,11 +80,13 @@ class FitSettings:
     target_accept: float = DEFAULT_TARGET_ACCEPT
     backend: str = "numpyro"
     priors: str = "default"
+    starts: int = DEFAULT_STARTS
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
         return {"seed": self.seed, "draws": self.draws, "tune": self.tune, "chains": self.chains,
-                "target_accept": self.target_accept, "backend": self.backend, "priors": self.priors}
+                "target_accept": self.target_accept, "backend": self.backend, "priors": self.priors,
+                "starts": self.starts}
 
 
 def default_fitter(panel: xr.Dataset, *, settings: FitSettings, catalog_text: str, data_sha256: str,
@@ -107,6 +117,7 @@ def default_fitter(panel: xr.Dataset, *, settings: FitSettings, catalog_text: st
     priors = default_prior_set() if settings.priors == "default" else load_prior_set(settings.priors)
     return fitting.fit(panel, priors=priors, seed=settings.seed, draws=settings.draws, tune=settings.tune,
                        chains=settings.chains, target_accept=settings.target_accept, backend=settings.backend,
+                       starts=settings.starts,
                        catalog_text=catalog_text,
                        data_sha256=data_sha256, progress=progress)
 
