@@ -25,7 +25,7 @@ from forecast.priors import PriorSet
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["JITTER_SCALE", "ModeSearch", "find_mode", "initial_values"]
+__all__ = ["JITTER_SCALE", "find_mode", "initial_values"]
 
 #: Standard deviation of the normal jitter added, on the unconstrained scale, to the moment start for the
 #: extra starts of :func:`find_mode` (1 moves a loading magnitude or a log scale by about a factor e).
@@ -92,19 +92,9 @@ def initial_values(inputs: ModelInputs, priors: PriorSet) -> dict[str, np.ndarra
     return out
 
 
-class ModeSearch(dict):
-    """What :func:`find_mode` found (a ``dict``, stored as is in the fit file's ``sampler`` attribute).
-
-    Keys: ``starts`` (optimisations run), ``best_neg_logp`` and ``moment_neg_logp`` (the smallest negative log
-    posterior density reached, and the one reached from the moment start itself, on the unconstrained scale),
-    ``best_start`` (0 is the moment start), ``modes`` (distinct optima, rounded to 0.1), ``failed``
-    (optimisations that ended at a non-finite density) and ``seconds``.
-    """
-
-
 def find_mode(
     model: Any, start: dict[str, np.ndarray], *, starts: int, seed: int, jitter: float = JITTER_SCALE
-) -> tuple[dict[str, np.ndarray], ModeSearch]:
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Optimise the log posterior density from ``start`` and ``starts − 1`` jittered copies; return the best.
 
     Parameters
@@ -126,8 +116,12 @@ def find_mode(
     values : dict of str to numpy.ndarray
         The best optimum's free variables on their constrained scale, keyed as ``start`` (for ``pm.sample``'s
         ``initvals``).
-    search : ModeSearch
-        What the search found.
+    search : dict
+        What the search found (stored in the fit file's ``sampler`` attribute): ``starts`` (optimisations run),
+        ``best_neg_logp`` and ``moment_neg_logp`` (the smallest negative log posterior density reached, and the
+        one reached from the moment start itself, on the unconstrained scale), ``best_start`` (0 is the moment
+        start), ``modes`` (distinct optima, rounded to 0.1), ``failed`` (optimisations that ended at a
+        non-finite density) and ``seconds``.
 
     Notes
     -----
@@ -138,7 +132,7 @@ def find_mode(
     if starts < 0:
         raise ValueError(f"starts must be >= 0, got {starts}")
     if starts == 0:
-        return dict(start), ModeSearch(starts=0)
+        return dict(start), {"starts": 0}
     import jax
     import scipy.optimize
     from pymc.initial_point import make_initial_point_fn
@@ -183,11 +177,11 @@ def find_mode(
     if np.isfinite(best):
         for rv, value in zip(free, constrained(*split(best_x)), strict=True):
             values[rv.name] = np.asarray(value, dtype=float)
-    search = ModeSearch(
-        starts=int(starts), best_neg_logp=round(float(best), 3), moment_neg_logp=round(float(moment), 3),
-        best_start=int(best_start), modes=len({round(v, 1) for v in optima}), failed=int(failed),
-        seconds=round(time.perf_counter() - began, 2),
-    )
+    search = {
+        "starts": int(starts), "best_neg_logp": round(float(best), 3), "moment_neg_logp": round(float(moment), 3),
+        "best_start": int(best_start), "modes": len({round(v, 1) for v in optima}), "failed": int(failed),
+        "seconds": round(time.perf_counter() - began, 2),
+    }
     logger.info("mode search: %d starts in %.1f s, best -log p %.2f (from the moment start %.2f), %d distinct "
                 "optima%s", starts, search["seconds"], best, moment, search["modes"],
                 f", {failed} failed" if failed else "")
