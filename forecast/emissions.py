@@ -122,6 +122,11 @@ def params_from_posterior(posterior: xr.Dataset, inputs: ModelInputs | None = No
     return out
 
 
+#: Draws filtered together by the callers that run the filter over every draw of a fit: the per-draw arrays of
+#: one chunk (a few (T, chunk, 4) temporaries) stay small and are reused, whatever the number of draws.
+DRAW_CHUNK = 1000
+
+
 def take_draws(params: dict[str, np.ndarray], index: np.ndarray | slice) -> dict[str, np.ndarray]:
     """Select draws (the leading axis) of every parameter array.
 

@@ -34,6 +34,7 @@ import pandas as pd
 
 from forecast import hmm
 from forecast.emissions import (
+    DRAW_CHUNK,
     log_emission,
     log_initial,
     n_draws,
@@ -67,8 +68,6 @@ __all__ = [
 INTERVAL: float = 0.90
 #: Number of last observed periods averaged for the baseline future drivers.
 BASELINE_WINDOW: int = 12
-#: Draws processed together; keeps temporaries small (and fast) whatever the number of draws.
-_CHUNK = 1000
 FACTOR_IDS: tuple[str, ...] = ("us_engaged", "relations_workable")
 
 
@@ -182,15 +181,15 @@ def compute_states(
     log_smoothed = np.empty((n_periods, n, k))
     loglik_inc = np.empty((n_periods, n))
     with hmm.single_threaded_blas():
-        for lo in range(0, n, _CHUNK):
-            part = take_draws(params, slice(lo, lo + _CHUNK))
+        for lo in range(0, n, DRAW_CHUNK):
+            part = take_draws(params, slice(lo, lo + DRAW_CHUNK))
             f, inc, s = hmm.forward_backward(
                 log_initial(part), transition_model(part, inputs.x_std), log_emission(part, inputs)
             )
-            log_filtered[:, lo:lo + _CHUNK] = np.moveaxis(f, 1, 0)
-            log_smoothed[:, lo:lo + _CHUNK] = np.moveaxis(s, 1, 0)
-            loglik_inc[:, lo:lo + _CHUNK] = inc.T
-            logger.debug("filtered and smoothed draws %d-%d of %d", lo + 1, min(n, lo + _CHUNK), n)
+            log_filtered[:, lo:lo + DRAW_CHUNK] = np.moveaxis(f, 1, 0)
+            log_smoothed[:, lo:lo + DRAW_CHUNK] = np.moveaxis(s, 1, 0)
+            loglik_inc[:, lo:lo + DRAW_CHUNK] = inc.T
+            logger.debug("filtered and smoothed draws %d-%d of %d", lo + 1, min(n, lo + DRAW_CHUNK), n)
     x_now = build_inputs(panel, dataclasses.replace(no_labels, driver_lag=0)).x_std
     states = StateDraws(
         log_filtered=np.moveaxis(log_filtered, 0, 1), log_smoothed=np.moveaxis(log_smoothed, 0, 1),

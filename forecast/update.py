@@ -597,6 +597,16 @@ def filter_history(params: dict[str, np.ndarray], inputs: ModelInputs, use_label
     """
     from forecast import emissions
 
+    n = emissions.n_draws(params)
+    if n > emissions.DRAW_CHUNK:  # a chunk at a time: the filter's temporaries grow with the draws filtered together
+        parts = [filter_history(emissions.take_draws(params, slice(lo, lo + emissions.DRAW_CHUNK)), inputs,
+                                use_labels) for lo in range(0, n, emissions.DRAW_CHUNK)]
+        weight_inc = np.concatenate([p.loglik_inc for p in parts])
+        report_inc = np.concatenate([p.report_inc for p in parts]) if parts[0].report_inc is not parts[0].loglik_inc \
+            else weight_inc
+        return BaseFiltered(weight_last=np.concatenate([p.weight_last for p in parts]),
+                            report_last=np.concatenate([p.report_last for p in parts]),
+                            loglik_inc=weight_inc, report_inc=report_inc)
     log_init = emissions.log_initial(params)
     log_trans = emissions.transition_model(params, inputs.x_std)  # unexpanded: O(K) per period and draw
     log_obs = emissions.log_emission(params, inputs)

@@ -431,6 +431,24 @@ def refiltered(fit):
     return up.filter_history(params, inputs, fit.options.use_labels)
 
 
+@pytest.mark.parametrize("use_labels", [True, False])
+def test_filtering_the_history_a_chunk_of_draws_at_a_time_changes_nothing(labelled, monkeypatch, use_labels):
+    from forecast import emissions
+    from forecast.inputs import build_inputs
+
+    fit = labelled["fit"]  # 600 draws
+    inputs = build_inputs(fit.panel, fit.options)
+    params = emissions.params_from_posterior(fit.posterior, inputs)
+    whole = up.filter_history(params, inputs, use_labels)
+    monkeypatch.setattr(emissions, "DRAW_CHUNK", 250)  # 250 + 250 + 100
+    chunked = up.filter_history(params, inputs, use_labels)
+    for name in ("weight_last", "report_last", "loglik_inc", "report_inc"):
+        np.testing.assert_allclose(getattr(chunked, name), getattr(whole, name), rtol=0, atol=1e-12)
+    assert (chunked.report_inc is chunked.loglik_inc) == (not use_labels)
+    if use_labels:  # the labels move the conditioned state away from the evidence-only one
+        assert not np.allclose(chunked.report_last, chunked.weight_last)
+
+
 class TestStoredFilteredState:
     def test_known_parameter_fit_stores_what_a_refilter_gives_after_a_round_trip(self, labelled, tmp_path):
         from forecast.fitfile import load_fit, save_fit
