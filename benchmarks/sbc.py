@@ -410,6 +410,7 @@ def summarise(results: list[dict], settings: dict[str, Any], out: Path) -> dict[
         # all ranks pooled: a coarse overall check (ranks of one replication are not independent of each other)
         "pooled_chi2_p": float(stats.chisquare(pooled_counts).pvalue),
         "median_seconds": float(reps["seconds"].median()) if "seconds" in reps else None,
+        "outer_10pct_by_group": outer_share_by_group(ranks, reps, settings["n_keep"]),
     })
     plot_rank_histograms(
         ranks, settings["n_keep"], settings["bins"], out / "rank_histograms.png",
@@ -418,6 +419,41 @@ def summarise(results: list[dict], settings: dict[str, Any], out: Path) -> dict[
     )
     write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     return summary
+
+
+def outer_share_by_group(ranks: pd.DataFrame, reps: pd.DataFrame, n_keep: int) -> dict[str, dict[str, Any]]:
+    """Share of ranks in the outer 10 % per parameter family, overall and split by the fit's convergence gate.
+
+    A calibrated posterior puts 10 % of ranks there. The split shows whether an excess sits in fits that the gate
+    rejects (which the toolkit marks as failed and never uses) or in fits it would publish. Replications without
+    a gate verdict (the peer engine) count in "all" only.
+
+    Parameters
+    ----------
+    ranks : pandas.DataFrame
+        Columns ``rep``, ``parameter`` (``family[element]``) and ``rank`` (0..L).
+    reps : pandas.DataFrame
+        One row per replication with ``rep`` and, for the ``fit`` engine, ``converged``.
+    n_keep : int
+        L.
+
+    Returns
+    -------
+    dict
+        Per family (and ``"all"``): ``{"all": [share, n], "gate_passed": [share, n], "gate_failed": [share, n]}``.
+    """
+    u = (ranks["rank"].to_numpy() + 0.5) / (n_keep + 1)
+    frame = ranks.assign(outer=(u < 0.05) | (u > 0.95), family=ranks["parameter"].str.split("[").str[0])
+    gate = reps.set_index("rep")["converged"] if "converged" in reps else pd.Series(dtype=object)
+    frame["gate"] = frame["rep"].map(gate)
+    out: dict[str, dict[str, Any]] = {}
+    for family, group in [("all", frame), *frame.groupby("family", sort=False)]:
+        row: dict[str, Any] = {"all": [float(group["outer"].mean()), len(group)]}
+        for label, value in (("gate_passed", True), ("gate_failed", False)):
+            part = group[group["gate"].astype(object) == value]
+            row[label] = [float(part["outer"].mean()) if len(part) else None, len(part)]
+        out[str(family)] = row
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -437,7 +473,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("sbc-results"))
     parser.add_argument("--engine", choices=("fit", "peer"), default="fit",
                         help="fit: forecast.fitting.fit per replication; peer: the NumPyro peer, compiled once")
+    parser.add_argument("--resummarise", type=Path, metavar="DIR",
+                        help="rewrite the summary of an earlier study in DIR from its ranks.csv and "
+                             "replications.csv (no fitting)")
     args = parser.parse_args(argv)
+    if args.resummarise:
+        return resummarise(args.resummarise)
     if (args.keep + 1) % args.bins:
         parser.error("--keep + 1 must be divisible by --bins so that every bin is equally likely")
     settings = {"periods": args.periods, "draws": args.draws, "tune": args.tune, "chains": args.chains,
@@ -448,6 +489,21 @@ def main(argv: list[str] | None = None) -> int:
                       on_result=lambda so_far: summarise(so_far, settings, args.out))
     summary = summarise(results, settings, args.out)
     summary["total_seconds"] = time.perf_counter() - t0
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def resummarise(out: Path) -> int:
+    """Recompute ``summary.json``, ``uniformity.csv`` and the histograms of the study in ``out`` from its files."""
+    previous = json.loads((out / "summary.json").read_text())
+    ranks = pd.read_csv(out / "ranks.csv")
+    reps = pd.read_csv(out / "replications.csv")
+    results = []
+    for row in reps.to_dict("records"):
+        row = {k: v for k, v in row.items() if not (isinstance(v, float) and np.isnan(v))}
+        mine = ranks[ranks["rep"] == row["rep"]]
+        results.append({**row, "ranks": dict(zip(mine["parameter"], mine["rank"], strict=True))})
+    summary = summarise(results, previous["settings"], out)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
