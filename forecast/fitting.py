@@ -7,8 +7,10 @@ fit that fails the gate says so, with the numbers, and the CLI exits 3.
 Backends (``docs/model.md`` has the measured figures):
 
 ``numpyro`` (default)
-    ``pm.sample(nuts_sampler="numpyro")`` in float64 (JAX's x64 mode is enabled before JAX is first used);
-    diagonal mass matrix; compiles in seconds from a cold start.
+    NumPyro's NUTS in float64 (JAX's x64 mode is enabled before JAX is first used), diagonal mass matrix, run by
+    :func:`forecast.nuts.sample_nuts` on the density the mode search compiled (what
+    ``pm.sample(nuts_sampler="numpyro")`` runs, without converting the model twice more); compiles in seconds
+    from a cold start.
 ``nutpie``
     nutpie with the model compiled by PyTensor's JAX backend.
 ``pymc``
@@ -33,8 +35,10 @@ import numpy as np
 import xarray as xr
 
 from forecast import emissions, hmm
+from forecast.density import compile_density
 from forecast.fitfile import Fit
 from forecast.inputs import ModelOptions, build_inputs, estimate_standardisation
+from forecast.nuts import NutsDraws, sample_nuts
 from forecast.priors import PriorSet, default_prior_set
 from forecast.sampler_defaults import (
     DEFAULT_CHAINS,
@@ -174,7 +178,8 @@ def fit(
 
     inputs = build_inputs(panel, options)
     model = build_model(inputs, priors, options)
-    start, search = find_mode(model, initial_values(inputs, priors), starts=starts, seed=seed)
+    density = compile_density(model) if backend == "numpyro" or starts else None
+    start, search = find_mode(density or model, initial_values(inputs, priors), starts=starts, seed=seed)
     logger.info("fitting %d periods, %d signals, %d drivers: %s, %d chains × %d draws (+%d tune), seed %d",
                 inputs.n_periods, len(inputs.signals), len(inputs.drivers), backend, chains, draws, tune, seed)
     sampler = {"backend": backend, "chains": int(chains), "draws": int(draws), "tune": int(tune),
@@ -185,33 +190,33 @@ def fit(
                                   random_seed=seed, progressbar=progress, compute_convergence_checks=False,
                                   model=model)
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Ee]xplicit.*")
-        if backend == "numpyro":
-            chain_method = "parallel" if _n_jax_devices() >= chains > 1 else "vectorized"
-            sampler["chain_method"] = chain_method
-            # diagonal metric: a dense one is first estimated from 25 warm-up draws of ~40 parameters, and the
-            # near-singular estimate made the warm-up cost more leapfrog steps than the draws (docs/model.md)
-            sampler["dense_mass"] = False
-            idata = pm.sample(nuts_sampler="numpyro", initvals=start,
-                              nuts={"chain_method": chain_method, "jitter": False, "dense_mass": False},
-                              **kwargs)
-        elif backend == "nutpie":
-            idata = pm.sample(nuts_sampler="nutpie", initvals=start, compile_kwargs={"mode": "JAX"}, **kwargs)
-        else:
-            idata = pm.sample(nuts_sampler="pymc", initvals=start, init="adapt_diag",
-                              cores=min(chains, os.cpu_count() or 1), compile_kwargs={"mode": "NUMBA"}, **kwargs)
+    if backend == "numpyro":
+        # NumPyro's NUTS on the density the mode search compiled, as pm.sample(nuts_sampler="numpyro") runs it
+        # (forecast.nuts); diagonal metric (docs/model.md)
+        run = sample_nuts(density, start, draws=draws, tune=tune, chains=chains, target_accept=target_accept,
+                          seed=seed, progress=progress)
+        sampler.update(chain_method=run.chain_method, dense_mass=False)
+        posterior, sample_stats, log_prior = _numpyro_groups(run, model, tune)
+    else:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Ee]xplicit.*")
+            if backend == "nutpie":
+                idata = pm.sample(nuts_sampler="nutpie", initvals=start, compile_kwargs={"mode": "JAX"}, **kwargs)
+            else:
+                idata = pm.sample(nuts_sampler="pymc", initvals=start, init="adapt_diag",
+                                  cores=min(chains, os.cpu_count() or 1), compile_kwargs={"mode": "NUMBA"},
+                                  **kwargs)
+        posterior = _group(idata, "posterior")
+        sample_stats = _group(idata, "sample_stats")
+        log_prior = _log_prior(idata, model)
     sampler["wall_seconds"] = round(time.perf_counter() - t0, 2)
-    posterior = _group(idata, "posterior")
     sampler["sampling_time"] = float(posterior.attrs.get("sampling_time", sampler["wall_seconds"]))
-    sample_stats = _group(idata, "sample_stats")
     if "diverging" not in sample_stats:
         sample_stats["diverging"] = xr.zeros_like(posterior["init_prob"].isel(scenario=0), dtype=bool)
     logger.info("sampled in %.1f s; computing per-period likelihoods and the convergence gate",
                 sampler["wall_seconds"])
 
     log_lik, extra = _states_summary(posterior, panel, options)
-    log_prior = _log_prior(idata, model)
     diagnostics = check_convergence(posterior, sample_stats, extra)
     if diagnostics["passed"]:
         logger.info("convergence gate passed: max R-hat %.3f, min ESS bulk %.0f, tail %.0f, 0 divergences",
@@ -234,12 +239,6 @@ def fit(
         converged=bool(diagnostics["passed"]),
         filtered_state=extra["filtered_state"],
     )
-
-
-def _n_jax_devices() -> int:
-    import jax
-
-    return len(jax.devices("cpu"))
 
 
 def _group(idata: Any, name: str) -> xr.Dataset:
@@ -282,6 +281,33 @@ def _states_summary(posterior: xr.Dataset, panel: xr.Dataset, options: ModelOpti
                      "filtered_state": filtered_state}
 
 
+def _numpyro_groups(run: NutsDraws, model: Any, tune: int) -> tuple[xr.Dataset, xr.Dataset, xr.Dataset]:
+    """Posterior, sample statistics and log prior of a :func:`forecast.nuts.sample_nuts` run.
+
+    Laid out as ``pm.sample`` lays them out: the model's dims and coordinates, chain and draw numbered from 0.
+    """
+    import numpyro
+    from pymc.backends.arviz import coords_and_dims_for_inferencedata
+
+    coords, dims = coords_and_dims_for_inferencedata(model)
+    first = next(iter(run.values.values()))
+    chain_draw = {"chain": np.arange(first.shape[0]), "draw": np.arange(first.shape[1])}
+    posterior, log_prior = {}, {}
+    for name, values in run.values.items():
+        if name.startswith("log_prior:"):
+            name = name.split(":", 1)[1]
+            log_prior[name] = (("chain", "draw"), values.reshape((*values.shape[:2], -1)).sum(axis=-1))
+            continue
+        var_dims = dims.get(name) or [f"{name}_dim_{i}" for i in range(values.ndim - 2)]
+        posterior[name] = (("chain", "draw", *var_dims), values)
+    used = {d for _, (var_dims, _) in posterior.items() for d in var_dims}
+    post = xr.Dataset(posterior, coords={**chain_draw, **{k: v for k, v in coords.items() if k in used}})
+    post.attrs.update(sampling_time=run.sampling_time, tuning_steps=int(tune), inference_library="numpyro",
+                      inference_library_version=numpyro.__version__)
+    stats = xr.Dataset({k: (("chain", "draw"), v) for k, v in run.stats.items()}, coords=chain_draw)
+    return post, stats, _log_prior_dataset(xr.Dataset(log_prior, coords=chain_draw))
+
+
 def _log_prior(idata: Any, model: Any) -> xr.Dataset:
     """Log prior density of each free variable per draw (elementwise, summed over its own dims)."""
     import pymc as pm
@@ -292,7 +318,12 @@ def _log_prior(idata: Any, model: Any) -> xr.Dataset:
     for name, da in group.data_vars.items():
         extra_dims = [d for d in da.dims if d not in ("chain", "draw")]
         out[str(name)] = da.sum(dim=extra_dims) if extra_dims else da
-    ds = xr.Dataset(out)
+    return _log_prior_dataset(xr.Dataset(out))
+
+
+def _log_prior_dataset(ds: xr.Dataset) -> xr.Dataset:
+    """Add the total and the note to per-variable log prior densities (chain, draw)."""
+    out = list(ds.data_vars)
     ds["total"] = sum(ds[name] for name in out)
     ds.attrs["note"] = ("log prior densities of the free variables on their constrained scale, without "
                         "Jacobians; 'total' is their sum")

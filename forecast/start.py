@@ -100,8 +100,10 @@ def find_mode(
 
     Parameters
     ----------
-    model : pymc.Model
-        The model of :func:`forecast.model.build_model`.
+    model : pymc.Model or forecast.density.Density
+        The model of :func:`forecast.model.build_model`, or its density already compiled by
+        :func:`forecast.density.compile_density` (as :func:`forecast.fitting.fit` passes it, to share it with
+        the sampler).
     start : dict of str to numpy.ndarray
         Values of the free variables on their constrained scale (:func:`initial_values`).
     starts : int
@@ -115,8 +117,7 @@ def find_mode(
     Returns
     -------
     values : dict of str to numpy.ndarray
-        The best optimum's free variables on their constrained scale, keyed as ``start`` (for ``pm.sample``'s
-        ``initvals``).
+        The best optimum's free variables on their constrained scale, keyed as ``start``.
     search : dict
         What the search found (stored in the fit file's ``sampler`` attribute): ``starts`` (optimisations run),
         ``best_neg_logp`` and ``moment_neg_logp`` (the smallest negative log posterior density reached, and the
@@ -136,28 +137,19 @@ def find_mode(
         return dict(start), {"starts": 0}
     import jax
     import scipy.optimize
-    from pymc.initial_point import make_initial_point_fn
-    from pymc.sampling.jax import get_jaxified_graph
+
+    from forecast.density import Density, compile_density
 
     began = time.perf_counter()
-    point = make_initial_point_fn(model=model, overrides=start, jitter_rvs=set(), return_transformed=True)(0)
-    names = [v.name for v in model.value_vars]
-    shapes = [np.shape(point[n]) for n in names]
-    bounds = np.cumsum([0] + [int(np.prod(s)) for s in shapes])
-
-    def split(x):
-        return [x[lo:hi].reshape(shape) for lo, hi, shape in zip(bounds[:-1], bounds[1:], shapes, strict=True)]
-
-    neg_logp = get_jaxified_graph(inputs=model.value_vars, outputs=[-model.logp()])
-    free = model.free_RVs
-    constrained = get_jaxified_graph(inputs=model.value_vars, outputs=model.replace_rvs_by_values(free))
-    value_and_grad = jax.jit(jax.value_and_grad(lambda x: neg_logp(*split(x))[0]))
+    density = model if isinstance(model, Density) else compile_density(model)
+    neg_logp = density.neg_logp
+    value_and_grad = jax.jit(jax.value_and_grad(lambda x: neg_logp(*density.split(x))[0]))
 
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
         value, grad = value_and_grad(x)
         return float(value), np.asarray(grad, dtype=float)
 
-    x0 = np.concatenate([np.ravel(point[n]) for n in names]).astype(float)
+    x0 = density.ravel(density.to_unconstrained(start))
     rng = np.random.default_rng(seed)
     best_x, best, moment, best_start, optima, failed = x0, np.inf, np.nan, -1, [], 0
     for k in range(starts):
@@ -176,8 +168,9 @@ def find_mode(
             best_x, best, best_start = result.x, value, k
     values = dict(start)
     if np.isfinite(best):
-        for rv, value in zip(free, constrained(*split(best_x)), strict=True):
-            values[rv.name] = np.asarray(value, dtype=float)
+        at_best = dict(zip(density.posterior_names, density.draw_values(*density.split(best_x)), strict=True))
+        for name in density.free_names:
+            values[name] = np.asarray(at_best[name], dtype=float)
     search = {
         "starts": int(starts), "best_neg_logp": round(float(best), 3), "moment_neg_logp": round(float(moment), 3),
         "best_start": int(best_start), "modes": len({round(v, 1) for v in optima}), "failed": int(failed),
