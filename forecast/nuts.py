@@ -125,17 +125,20 @@ def sample_nuts(
     from numpyro.infer import MCMC, NUTS
 
     chain_method = "parallel" if len(jax.devices("cpu")) >= chains > 1 else "vectorized"
-    neg_logp = density.neg_logp
+    neg_logp, split = density.neg_logp, density.split
 
-    def potential(values: list[Any]) -> Any:
-        return neg_logp(*values)[0]
+    # one flat vector rather than a list of the model's 14 value variables: NumPyro's leapfrog and tree
+    # bookkeeping then runs one operation per step where it ran one per variable (about 10 % of the sampling
+    # time); the draws are the same, since NumPyro flattens the momentum itself
+    def potential(x: Any) -> Any:
+        return neg_logp(*split(x))[0]
 
     kernel = NUTS(potential_fn=potential, target_accept_prob=target_accept, adapt_step_size=True,
                   adapt_mass_matrix=True, dense_mass=False)
     mcmc = MCMC(kernel, num_warmup=tune, num_samples=draws, num_chains=chains, postprocess_fn=None,
                 chain_method=chain_method, progress_bar=progress)
-    first = density.to_unconstrained(start)
-    init = [np.repeat(v[None], chains, axis=0) for v in first] if chains > 1 else first
+    first = density.ravel(density.to_unconstrained(start))
+    init = np.repeat(first[None], chains, axis=0) if chains > 1 else first
     key = jax.random.PRNGKey(sampler_seed(seed))
     keys = jax.random.split(key, chains) if chains > 1 else key
     t0 = time.perf_counter()
@@ -152,7 +155,7 @@ def sample_nuts(
                 sampling_time, chain_method)
 
     draw_values = density.draw_values
-    per_draw = jax.jit(jax.vmap(jax.vmap(lambda *v: draw_values(*v))))
-    out = per_draw(*raw)  # grouped by chain: (chain, draw, ...) also for one chain
+    per_draw = jax.jit(jax.vmap(jax.vmap(lambda x: draw_values(*split(x)))))
+    out = per_draw(raw)  # grouped by chain: (chain, draw, size) also for one chain
     values = {name: np.asarray(v) for name, v in zip(density.posterior_names, out, strict=True)}
     return NutsDraws(values=values, stats=stats, sampling_time=sampling_time, chain_method=chain_method)
