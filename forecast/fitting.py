@@ -57,7 +57,9 @@ __all__ = [
     "RHAT_MAX",
     "check_convergence",
     "fit",
+    "gate_advice",
     "label_switching_findings",
+    "unvisited_modes",
 ]
 
 #: Sampler backends ``fit`` accepts.
@@ -190,6 +192,7 @@ def fit(
                                   random_seed=seed, progressbar=progress, compute_convergence_checks=False,
                                   model=model)
     t0 = time.perf_counter()
+    unvisited: list[str] = []
     if backend == "numpyro":
         # NumPyro's NUTS on the density the mode search compiled, as pm.sample(nuts_sampler="numpyro") runs it
         # (forecast.nuts); diagonal metric (docs/model.md)
@@ -197,6 +200,8 @@ def fit(
                           seed=seed, progress=progress)
         sampler.update(chain_method=run.chain_method, dense_mass=False)
         posterior, sample_stats, log_prior = _numpyro_groups(run, model, tune)
+        unvisited = unvisited_modes(search, run.unconstrained_mean, run.unconstrained_sd,
+                                    coordinate_labels(density))
     else:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Ee]xplicit.*")
@@ -217,7 +222,7 @@ def fit(
                 sampler["wall_seconds"])
 
     log_lik, extra = _states_summary(posterior, panel, options)
-    diagnostics = check_convergence(posterior, sample_stats, extra)
+    diagnostics = check_convergence(posterior, sample_stats, {**extra, "unvisited_modes": unvisited})
     if diagnostics["passed"]:
         logger.info("convergence gate passed: max R-hat %.3f, min ESS bulk %.0f, tail %.0f, 0 divergences",
                     diagnostics["max_rhat"], diagnostics["min_ess_bulk"], diagnostics["min_ess_tail"])
@@ -424,7 +429,7 @@ def check_convergence(
     extra : dict, optional
         ``filtered_last``: DataArray (chain, draw, scenario) of the last period's filtered probabilities
         (checked like a parameter); ``chain_smoothed``: (chain, T, K) mean smoothed probabilities per chain (label
-        switching).
+        switching); ``unvisited_modes``: findings of :func:`unvisited_modes` (each one fails the gate).
     rhat_max, ess_min : float
         Thresholds (defaults :data:`RHAT_MAX`, :data:`ESS_MIN`).
 
@@ -432,8 +437,8 @@ def check_convergence(
     -------
     dict
         ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail`` (with ``*_at`` naming the worst quantity),
-        ``divergences``, ``label_switching`` (bool), ``failures`` (human-readable, with the numbers) and
-        ``passed``. JSON-serialisable.
+        ``divergences``, ``label_switching`` (bool), ``multimodal`` (bool: a competing mode was not visited),
+        ``failures`` (human-readable, with the numbers) and ``passed``. JSON-serialisable.
     """
     extra = extra or {}
     quantities: list[tuple[str, xr.DataArray]] = [(str(k), v) for k, v in posterior.data_vars.items()]
@@ -481,8 +486,130 @@ def check_convergence(
     switching = label_switching_findings(posterior, extra.get("chain_smoothed"))
     out["label_switching"] = bool(switching)
     failures += [f"label switching: {s}" for s in switching]
+    unvisited = list(extra.get("unvisited_modes") or [])
+    out["multimodal"] = bool(unvisited)
+    failures += unvisited
     out["n_quantities"] = len(names)
     out["failures"] = failures
     out["passed"] = not failures
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
+
+
+#: A competing posterior mode counts as unvisited when one of its coordinates lies further than this many
+#: posterior standard deviations from the posterior mean (on the unconstrained scale).
+MODE_Z_MAX = 6.0
+
+
+def coordinate_labels(density: Any) -> list[str]:
+    """A name for every unconstrained coordinate of ``density`` (``name`` or ``name[i]``), in flat order."""
+    labels = []
+    for name, shape in zip(density.names, density.shapes, strict=True):
+        size = int(np.prod(shape))
+        labels += [name] if not shape else [f"{name}[{i}]" for i in range(size)]
+    return labels
+
+
+def unvisited_modes(search: dict[str, Any], mean: np.ndarray, sd: np.ndarray, labels: list[str]) -> list[str]:
+    """Competing posterior modes of the mode search that the chains never reached.
+
+    All chains start at the best optimum of :func:`forecast.start.find_mode`, so R-hat cannot see a second mode
+    of comparable height elsewhere. If the search found one (``search["alternatives"]``) and some coordinate of
+    it lies more than :data:`MODE_Z_MAX` posterior standard deviations from the draws' mean, the posterior has
+    more than one mode and the draws describe only the one they started in.
+
+    Parameters
+    ----------
+    search : dict
+        The mode search's summary (``best_neg_logp``, ``alternatives``).
+    mean, sd : numpy.ndarray
+        Posterior mean and standard deviation of each unconstrained coordinate.
+    labels : list of str
+        Coordinate names (:func:`coordinate_labels`).
+
+    Returns
+    -------
+    list of str
+        Empty, or one gate failure that counts the unvisited modes and names the coordinate furthest away.
+    """
+    unvisited: list[tuple[float, float, str]] = []
+    scale = np.maximum(np.asarray(sd, dtype=float), 1e-9)
+    for alt in search.get("alternatives") or []:
+        x = np.asarray(alt["x"], dtype=float)
+        if x.shape != np.shape(mean):
+            continue
+        z = np.abs(x - mean) / scale
+        k = int(np.argmax(z))
+        if z[k] > MODE_Z_MAX:
+            unvisited.append((float(alt["neg_logp"]), float(z[k]), labels[k]))
+    if not unvisited:
+        return []
+    values = sorted(v for v, _, _ in unvisited)
+    _, z_far, where = max(unvisited, key=lambda item: item[1])
+    span = f"{values[0]:.2f}" if len(values) == 1 else f"{values[0]:.2f} to {values[-1]:.2f}"
+    what = "another mode" if len(values) == 1 else f"{len(values)} other modes"
+    return [f"multimodal posterior: the mode search found {what} (-log p {span}, against "
+            f"{search['best_neg_logp']:.2f} where the chains started) that no chain reached ({where} lies "
+            f"{z_far:.0f} posterior sd from the draws); the draws describe one mode only"]
+
+
+#: R-hat above which chains are taken to disagree about where the posterior is, not just to be too short.
+RHAT_DISAGREE = 1.05
+
+
+def gate_advice(diagnostics: dict[str, Any], sampler: dict[str, Any] | None = None) -> list[str]:
+    """What to try after a fit failed the convergence gate, from how it failed.
+
+    Parameters
+    ----------
+    diagnostics : dict
+        From :func:`check_convergence`.
+    sampler : dict, optional
+        The fit's sampler settings (``draws``, ``target_accept``, ``starts``), for concrete numbers.
+
+    Returns
+    -------
+    list of str
+        One line per remedy, most important first; empty when the fit passed.
+
+    Notes
+    -----
+    Chains that disagree (label switching, or R-hat above :data:`RHAT_DISAGREE`) are a different problem from
+    chains that agree but are too short: more draws do not reconcile chains in different modes. ESS grows about
+    in proportion to the draws, so the advice for a short fit scales the draws to reach :data:`ESS_MIN` with a
+    fifth to spare, rounded up to 500.
+    """
+    if diagnostics.get("passed"):
+        return []
+    sampler = sampler or {}
+    advice = []
+    rhat = diagnostics.get("max_rhat") or 1.0
+    if diagnostics.get("label_switching") or rhat > RHAT_DISAGREE:
+        starts = int(sampler.get("starts") or 0)
+        advice.append(
+            f"the chains disagree (R-hat {rhat:.2f}{', label switching' if diagnostics.get('label_switching') else ''})"
+            f": the posterior may have several modes. Refit with more posterior-mode searches (--starts "
+            f"{max(32, 2 * starts)}) or another --seed; if that persists, check the data (forecast data check) "
+            "and the priors")
+    if diagnostics.get("multimodal"):
+        advice.append(
+            "the posterior has more than one mode and these draws describe only the one the chains started in, "
+            "so the probabilities depend on the start: compare fits with other --seed values, fit the monthly "
+            "panel (more periods to tell the modes apart) or revise the priors (docs/model.md)")
+    divergences = int(diagnostics.get("divergences") or 0)
+    if divergences:
+        target = float(sampler.get("target_accept") or DEFAULT_TARGET_ACCEPT)
+        higher = min(0.99, round(target + (1 - target) / 2, 3))
+        advice.append(f"{divergences} divergent transitions: the sampler's steps were too long somewhere; refit "
+                      f"with a higher target acceptance (--target-accept {higher})")
+    ess = [v for v in (diagnostics.get("min_ess_bulk"), diagnostics.get("min_ess_tail")) if v is not None]
+    threshold = float(diagnostics.get("ess_threshold") or ESS_MIN)
+    short = bool(ess) and min(ess) < threshold
+    if short or RHAT_MAX < rhat <= RHAT_DISAGREE:
+        draws = int(sampler.get("draws") or DEFAULT_DRAWS)
+        factor = max(threshold / max(min(ess), 1.0), 1.0) if short else 1.5
+        needed = int(np.ceil(draws * factor * 1.2 / 500.0) * 500)
+        advice.append(f"the chains are too short for the gate (ESS {min(ess):.0f} against {threshold:.0f})"
+                      if short else f"R-hat {rhat:.3f} is above {RHAT_MAX} with otherwise healthy chains")
+        advice[-1] += f"; refit with more draws (--draws {max(needed, draws + 500)})"
+    return advice
 

@@ -53,12 +53,17 @@ class NutsDraws:
         ``pm.sample`` records ``sampling_time``).
     chain_method : str
         ``"parallel"`` (one JAX device per chain) or ``"vectorized"``.
+    unconstrained_mean, unconstrained_sd : numpy.ndarray
+        Mean and standard deviation of every unconstrained coordinate over all draws (the layout of
+        ``Density.split``), to tell whether another posterior mode was visited.
     """
 
     values: dict[str, np.ndarray]
     stats: dict[str, np.ndarray]
     sampling_time: float
     chain_method: str
+    unconstrained_mean: np.ndarray
+    unconstrained_sd: np.ndarray
 
 
 def sampler_seed(seed: int) -> int:
@@ -158,4 +163,6 @@ def sample_nuts(
     per_draw = jax.jit(jax.vmap(jax.vmap(lambda x: draw_values(*split(x)))))
     out = per_draw(raw)  # grouped by chain: (chain, draw, size) also for one chain
     values = {name: np.asarray(v) for name, v in zip(density.posterior_names, out, strict=True)}
-    return NutsDraws(values=values, stats=stats, sampling_time=sampling_time, chain_method=chain_method)
+    flat = np.asarray(raw).reshape(-1, density.size)
+    return NutsDraws(values=values, stats=stats, sampling_time=sampling_time, chain_method=chain_method,
+                     unconstrained_mean=flat.mean(axis=0), unconstrained_sd=flat.std(axis=0))

@@ -26,13 +26,20 @@ from forecast.priors import PriorSet
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["JITTER_SCALE", "find_mode", "initial_values"]
+__all__ = ["ALTERNATIVE_WINDOW", "JITTER_SCALE", "competing_optima", "find_mode", "initial_values"]
 
 #: Standard deviation of the normal jitter added, on the unconstrained scale, to the moment start for the
 #: extra starts of :func:`find_mode` (1 moves a loading magnitude or a log scale by about a factor e).
 JITTER_SCALE = 1.0
 #: Iteration limit of each L-BFGS optimisation (a bundled-data optimisation converges in 100–300).
 _MAX_ITER = 1000
+#: Optima whose −log p is within this of the best are kept as competing modes (e³ ≈ 20 times lower density at
+#: the peak: such a mode can still hold comparable mass if it is broader).
+ALTERNATIVE_WINDOW = 3.0
+#: Two optima are the same point when no unconstrained coordinate differs by more than this.
+SAME_POINT = 0.05
+#: Most competing optima kept.
+MAX_ALTERNATIVES = 5
 
 def initial_values(inputs: ModelInputs, priors: PriorSet) -> dict[str, np.ndarray]:
     """Deterministic starting values, labelled by the marker rule, shared by every chain.
@@ -93,6 +100,38 @@ def initial_values(inputs: ModelInputs, priors: PriorSet) -> dict[str, np.ndarra
     return out
 
 
+def competing_optima(found: list[tuple[float, np.ndarray]], best_x: np.ndarray,
+                     best: float) -> list[dict[str, Any]]:
+    """The optima other than the best that could hold comparable posterior mass.
+
+    Parameters
+    ----------
+    found : list of (float, numpy.ndarray)
+        Every optimisation's end: −log p and the point (flat, unconstrained).
+    best_x : numpy.ndarray
+        The best point (where the chains start).
+    best : float
+        Its −log p.
+
+    Returns
+    -------
+    list of dict
+        Up to :data:`MAX_ALTERNATIVES` entries ``{"neg_logp", "x"}``, best first: optima within
+        :data:`ALTERNATIVE_WINDOW` of ``best`` that lie elsewhere (some coordinate differs by more than
+        :data:`SAME_POINT` from the best point and from every alternative already kept). After sampling,
+        :func:`forecast.fitting.unvisited_modes` checks whether the chains reached them.
+    """
+    out: list[dict[str, Any]] = []
+    kept = [best_x]
+    for value, x in sorted(found, key=lambda item: item[0]):
+        if value - best > ALTERNATIVE_WINDOW or len(out) >= MAX_ALTERNATIVES:
+            break
+        if all(np.max(np.abs(x - other)) > SAME_POINT for other in kept):
+            kept.append(x)
+            out.append({"neg_logp": round(float(value), 3), "x": [round(float(v), 6) for v in x]})
+    return out
+
+
 def find_mode(
     model: Any, start: dict[str, np.ndarray], *, starts: int, seed: int, jitter: float = JITTER_SCALE
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -123,7 +162,8 @@ def find_mode(
         ``best_neg_logp`` and ``moment_neg_logp`` (the smallest negative log posterior density reached, and the
         one reached from the moment start itself, on the unconstrained scale), ``best_start`` (0 is the moment
         start), ``modes`` (distinct optima, rounded to 0.1), ``failed`` (optimisations that ended at a
-        non-finite density) and ``seconds``.
+        non-finite density), ``alternatives`` (competing optima elsewhere, :func:`competing_optima`) and
+        ``seconds``.
 
     Notes
     -----
@@ -152,6 +192,7 @@ def find_mode(
     x0 = density.ravel(density.to_unconstrained(start))
     rng = np.random.default_rng(seed)
     best_x, best, moment, best_start, optima, failed = x0, np.inf, np.nan, -1, [], 0
+    found: list[tuple[float, np.ndarray]] = []
     for k in range(starts):
         x_start = x0 if k == 0 else x0 + jitter * rng.normal(size=x0.size)
         with np.errstate(all="ignore"):
@@ -162,6 +203,7 @@ def find_mode(
             failed += 1
             continue
         optima.append(value)
+        found.append((value, np.asarray(result.x, dtype=float)))
         if k == 0:
             moment = value
         if value < best:
@@ -174,6 +216,7 @@ def find_mode(
     search = {
         "starts": int(starts), "best_neg_logp": round(float(best), 3), "moment_neg_logp": round(float(moment), 3),
         "best_start": int(best_start), "modes": len({round(v, 1) for v in optima}), "failed": int(failed),
+        "alternatives": competing_optima(found, best_x, best),
         "seconds": round(time.perf_counter() - began, 2),
     }
     logger.info("mode search: %d starts in %.1f s, best -log p %.2f (from the moment start %.2f), %d distinct "

@@ -56,11 +56,18 @@ def test_exit_3_failed_diagnostics_flagged(tiny_data_dir, tmp_path, capsys):
     assert first.status == "published" and first.exit_code == 3
     # the command on the same data: up to date, but the current report's diagnostics failed, so still 3
     assert _cli("--data", str(tiny_data_dir), "--out", str(out)) == 3
-    assert "DIAGNOSTICS FAILED: R-hat 1.40" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "DIAGNOSTICS FAILED: R-hat 1.40" in printed
+    # R-hat 1.4 is chains in different places, not chains too short: more mode searches come first
+    assert "what to try: the chains disagree" in printed and "--starts" in printed
+    assert "37 divergent transitions" in printed
     html = (out / "2021-12-31" / "index.html").read_text(encoding="utf-8")
     banner = html.index('class="banner" id="diagnostics-failed"')
     assert banner < html.index('id="current"')  # above the probabilities
     assert "R-hat 1.40" in html[banner:]
+    assert html.index("What to try", banner) < html.index('id="current"')
+    report = json.loads((out / "2021-12-31" / "report.json").read_text(encoding="utf-8"))
+    assert len(report["diagnostics"]["advice"]) == 3
     assert "Diagnostics FAILED" in (out / "2021-12-31" / "report.md").read_text(encoding="utf-8")
     index = json.loads((out / "index.json").read_text(encoding="utf-8"))
     assert [e["diagnostics_passed"] for e in index["reports"]] == [False]

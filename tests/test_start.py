@@ -121,3 +121,20 @@ def test_search_escapes_the_poor_mode_next_to_the_moment_start():
     # the best mode explains the data at least about as well as the true parameters do; the moment start's
     # optimum does not
     assert loglik(_params(model, values)) > loglik(true) - 5.0
+
+
+def test_competing_optima_keeps_distinct_points_within_the_window():
+    from forecast.start import ALTERNATIVE_WINDOW, competing_optima
+
+    best_x = np.zeros(3)
+    found = [
+        (100.0, best_x.copy()),                       # the best itself
+        (100.2, np.array([0.01, 0.0, -0.02])),        # the same point, a little off: not a competitor
+        (100.5, np.array([0.0, 1.0, 0.0])),           # elsewhere, within the window
+        (100.6, np.array([0.0, 1.03, 0.0])),          # the same point as the previous one
+        (101.0, np.array([2.0, 0.0, 0.0])),           # elsewhere
+        (100.0 + ALTERNATIVE_WINDOW + 0.1, np.array([5.0, 5.0, 5.0])),  # outside the window
+    ]
+    out = competing_optima(found, best_x, 100.0)
+    assert [a["neg_logp"] for a in out] == [100.5, 101.0]
+    assert out[0]["x"] == [0.0, 1.0, 0.0]

@@ -122,6 +122,12 @@ def format_diagnostics(diagnostics: dict, sampler: dict) -> str:
         "convergence gate: " + ("passed" if diagnostics.get("passed") else "FAILED"),
     ]
     lines += [f"  - {failure}" for failure in diagnostics.get("failures", [])]
+    from forecast.fitting import gate_advice
+
+    advice = gate_advice(diagnostics, sampler)
+    if advice:
+        lines.append("what to try:")
+        lines += [f"  - {line}" for line in advice]
     return "\n".join(lines)
 
 

@@ -93,6 +93,7 @@ def format_summary(report: dict[str, Any]) -> str:
     lines = [f"data through {report['as_of']} (posterior path: {report['provenance']['path']})"]
     if not report["diagnostics"]["passed"]:
         lines.append("DIAGNOSTICS FAILED: " + "; ".join(report["diagnostics"]["failures"]))
+        lines += [f"  what to try: {a}" for a in report["diagnostics"].get("advice", [])]
     lines.append("current probabilities (mean, 90% interval):")
     for s, v in report["scenarios"].items():
         lines.append(f"  {s:<20} {100 * v['mean']:5.1f}%  [{100 * v['lower']:5.1f}, {100 * v['upper']:5.1f}]")

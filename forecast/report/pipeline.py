@@ -368,8 +368,13 @@ def _assemble(fit: Fit, panel: xr.Dataset, dataset: Any, config: Any, previous: 
     if not fit.converged and not failures:
         failures.append("the fit did not pass its convergence gate")
     passed = bool(fit.converged) and not failures
+    advice: list[str] = []
+    if not fit.converged:  # what to try; imported only then (the report path does not need the fitting code)
+        from forecast.fitting import gate_advice
+
+        advice = gate_advice(diag, fit.attr("sampler") or {})
     diagnostics = {
-        "passed": passed, "failures": failures,
+        "passed": passed, "failures": failures, "advice": advice,
         "max_rhat": diag.get("max_rhat"), "min_ess_bulk": diag.get("min_ess_bulk"),
         "min_ess_tail": diag.get("min_ess_tail"), "divergences": diag.get("divergences"),
         "label_switching": diag.get("label_switching"),
