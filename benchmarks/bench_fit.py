@@ -10,7 +10,7 @@ Run from the repository root::
 Every measurement runs in a child process so that (a) "cold" really is cold: the child gets a fresh, empty
 PyTensor compile directory and JAX compilation cache, and (b) peak memory is the child's own ``ru_maxrss``
 (read with ``os.wait4`` on that child). Within the cold child the fit is repeated once; the second run is the
-"warm" figure (everything compiled in memory). Measured per run: wall time of ``fit(...)``, the sampler's own
+"warm" figure (its compiled XLA code comes from the child's JAX compilation cache). Measured per run: wall time of ``fit(...)``, the sampler's own
 sampling time (``sampling_time`` as PyMC records it, which includes NumPyro's JIT of the sampler), minimum bulk
 and tail ESS over every scalar of every posterior variable (as the gate takes them), minimum bulk ESS over the
 model parameters alone (the variables both ``forecast.fit`` and the peer report: intercepts, loadings,
