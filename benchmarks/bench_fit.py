@@ -10,15 +10,15 @@ Run from the repository root::
 Every measurement runs in a child process so that (a) "cold" really is cold: the child gets a fresh, empty
 PyTensor compile directory and JAX compilation cache, and (b) peak memory is the child's own ``ru_maxrss``
 (read with ``os.wait4`` on that child). Within the cold child the fit is repeated once; the second run is the
-"warm" figure (its compiled XLA code comes from the child's JAX compilation cache). Measured per run: wall time of ``fit(...)``, the sampler's own
-sampling time (``sampling_time`` as PyMC records it, which includes NumPyro's JIT of the sampler), minimum bulk
-and tail ESS over every scalar of every posterior variable (as the gate takes them), minimum bulk ESS over the
-model parameters alone (the variables both ``forecast.fit`` and the peer report: intercepts, loadings,
-dispersions, level noise, stickiness, driver effects, initial distribution) per second of sampling,
-divergences and whether the convergence gate passed. The NumPyro peer (``numpyro_peer.py``) runs on the same
-inputs with the same chains, draws, tuning and target acceptance, in its own cold child, also twice. A
-quarterly fit (cold and warm) and, if
-``forecast.probabilities`` exists, the time to compute probabilities from the saved fit file are timed too.
+"warm" figure (its compiled XLA code comes from the child's JAX compilation cache). Measured per run: wall time
+of ``fit(...)``, the sampler's own sampling time (``sampling_time``: NumPyro's ``MCMC.run`` including its JIT of
+the sampler), minimum bulk and tail ESS over every scalar of every posterior variable (as the gate takes them),
+minimum bulk ESS over the model parameters alone (the variables both ``forecast.fit`` and the peer report:
+intercepts, loadings, dispersions, level noise, stickiness, driver effects, initial distribution) per second of
+sampling, divergences and whether the convergence gate passed. The NumPyro peer (``numpyro_peer.py``) runs on
+the same inputs with the same chains, draws, tuning and target acceptance, in its own cold child, also twice. A
+quarterly fit (cold and warm) and, if ``forecast.probabilities`` exists, the time to compute probabilities from
+the saved fit file are timed too.
 """
 
 from __future__ import annotations

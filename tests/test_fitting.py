@@ -246,3 +246,15 @@ def test_the_quarterly_bundled_panel_is_multimodal_and_the_gate_says_so():
     assert search["alternatives"], search
     assert result.diagnostics["multimodal"] and not result.converged
     assert any(f.startswith("multimodal posterior") for f in result.diagnostics["failures"])
+
+
+def test_fit_summary_names_competing_optima_and_what_to_try():
+    from forecast.cli.fit import format_diagnostics
+
+    search = {"starts": 16, "modes": 5, "best_neg_logp": 507.7, "moment_neg_logp": 508.45,
+              "alternatives": [{"neg_logp": 508.45, "x": [0.0]}, {"neg_logp": 509.0, "x": [1.0]}]}
+    text = format_diagnostics(_failed(min_ess_tail=146.0, failures=["ESS tail 146 on x"]),
+                              {**SAMPLER, "backend": "numpyro", "chains": 4, "tune": 500, "mode_search": search})
+    assert "(5 distinct optima, 2 competing elsewhere)" in text
+    assert "convergence gate: FAILED" in text and "  - ESS tail 146 on x" in text
+    assert text.index("what to try:") > text.index("ESS tail 146 on x") and "--draws 3500" in text

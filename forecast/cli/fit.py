@@ -134,5 +134,7 @@ def format_diagnostics(diagnostics: dict, sampler: dict) -> str:
 def _mode_search_line(search: dict | None) -> list[str]:
     if not search or not search.get("starts"):
         return []
-    return [f"start: best of {search['starts']} posterior-mode searches ({search['modes']} distinct optima), "
-            f"-log p {search['best_neg_logp']:.2f} against {search['moment_neg_logp']:.2f} from the moment start"]
+    competing = len(search.get("alternatives") or [])
+    return [f"start: best of {search['starts']} posterior-mode searches ({search['modes']} distinct optima, "
+            f"{competing} competing elsewhere), -log p {search['best_neg_logp']:.2f} against "
+            f"{search['moment_neg_logp']:.2f} from the moment start"]
