@@ -195,6 +195,7 @@ def replicate(rep: int, settings: dict[str, Any]) -> dict[str, Any]:
         "rep": rep, "seed": seed, "seconds": elapsed, "converged": bool(result.converged),
         "max_rhat": diag.get("max_rhat"), "min_ess_bulk": diag.get("min_ess_bulk"),
         "divergences": diag.get("divergences"), "label_switching": diag.get("label_switching"),
+        "multimodal": diag.get("multimodal"),
         "ranks": ranks,
     }
 
