@@ -3,8 +3,8 @@
 This is what ``pm.sample(nuts_sampler="numpyro")`` does (the same kernel, settings, random keys and initial
 points, so the same seed gives the same draws), run on the :class:`forecast.density.Density` that the mode search
 has already converted. Going through ``pm.sample`` instead would convert the model's graph to JAX twice more
-(for the sampler and for the post-processing) and assign PyMC step methods that are never used: about 3.5 s of
-every fit, whatever its length.
+(for the sampler and for the post-processing) and assign PyMC step methods that are never used: 2.5–3 s of
+every fit outside the sampling itself, whatever its length.
 
 After sampling, every draw is mapped to the posterior variables (free variables on their constrained scale and
 deterministics, as ``pm.sample`` stores them) and their log prior densities in one vectorised JAX call.
