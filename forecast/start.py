@@ -41,6 +41,7 @@ SAME_POINT = 0.05
 #: Most competing optima kept.
 MAX_ALTERNATIVES = 5
 
+
 def initial_values(inputs: ModelInputs, priors: PriorSet) -> dict[str, np.ndarray]:
     """Deterministic starting values, labelled by the marker rule, shared by every chain.
 
