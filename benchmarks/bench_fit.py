@@ -336,6 +336,67 @@ def _f(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None or value != value else f"{value:.{digits}f}"
 
 
+def compare_seeds(seeds: list[int], common: dict[str, Any], peer_repeat: int, json_path: Path | None,
+                  argv: list[str] | None) -> int:
+    """ESS per second of ``forecast.fit`` against the peer on the monthly data, one pair of cold children per seed.
+
+    A single run's ratio moves with the step size each warm-up happens to adapt and with the noise of a minimum
+    ESS, so the comparison is summarised over seeds by the geometric mean of the ratios.
+    """
+    import math
+
+    sys.path.insert(0, str(HERE))
+    import numpyro_peer
+
+    panel, _, _ = load_panel(common["source"], "M", seeds[0])
+    joint = numpyro_peer.joint_discrepancy(panel)
+    if not joint < 1e-5:
+        raise SystemExit(f"the NumPyro peer is not the same model (log density differs by {joint:.3g})")
+    rows: list[dict[str, Any]] = []
+    figures: dict[str, Any] = {
+        "command": " ".join([Path(sys.executable).name, "benchmarks/bench_fit.py", *(argv or sys.argv[1:])]),
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(), "settings": common,
+        "seeds": rows, "peer_joint_discrepancy": joint,
+    }
+    with tempfile.TemporaryDirectory(prefix="forecast-bench-") as tmp:
+        for seed in seeds:
+            spec = {**common, "seed": seed, "freq": "M"}
+            print(f"[bench] seed {seed}: forecast.fit and the peer, fresh compile caches", file=sys.stderr, flush=True)
+            ours = run_child({**spec, "job": "forecast", "repeat": 2}, Path(tmp) / f"forecast-{seed}")
+            peer = run_child({**spec, "job": "peer", "repeat": peer_repeat}, Path(tmp) / f"peer-{seed}")
+            row: dict[str, Any] = {"seed": seed, "load_average": [ours["load_average"], peer["load_average"]]}
+            for a, b in zip(ours["runs"], peer["runs"], strict=False):
+                row[a["run"]] = {"ratio": a["ess_bulk_per_s"] / b["ess_bulk_per_s"], "sampling_s": [
+                    a["sampling_s"], b["sampling_s"]], "key_ess": [a["ess_bulk_min_key"], b["ess_bulk_min_key"]],
+                    "steps": [a["mean_leapfrog_steps"], b["mean_leapfrog_steps"]]}
+            rows.append(row)
+            if json_path:
+                from forecast.atomic import write_text
+
+                write_text(json_path, json.dumps(figures, indent=2, default=str) + "\n")
+    lines = [f"{'seed':>10}  {'run':<5}{'ratio':>7}{'sampling s (ours / peer)':>27}{'key ESS':>15}{'steps':>13}"]
+    means = {}
+    for run in ("cold", "warm"):
+        ratios = [r[run]["ratio"] for r in rows if run in r]
+        if ratios:
+            means[run] = math.exp(sum(math.log(x) for x in ratios) / len(ratios))
+        for r in rows:
+            if run in r:
+                v = r[run]
+                lines.append(f"{r['seed']:>10}  {run:<5}{v['ratio']:>7.2f}{v['sampling_s'][0]:>13.1f} / "
+                             f"{v['sampling_s'][1]:<11.1f}{v['key_ess'][0]:>7.0f} / {v['key_ess'][1]:<5.0f}"
+                             f"{_f(v['steps'][0])} / {_f(v['steps'][1])}")
+    figures["geometric_mean_ratio"] = means
+    if json_path:
+        from forecast.atomic import write_text
+
+        write_text(json_path, json.dumps(figures, indent=2, default=str) + "\n")
+    lines.append("geometric mean of the ESS/s ratio, forecast.fit ÷ NumPyro peer: "
+                 + ", ".join(f"{k} {v:.2f}" for k, v in means.items()))
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--simulated", action="store_true", help="use a simulated panel of the bundled size")
@@ -351,6 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="",
                         help="also fit the monthly data once with these other backends, comma-separated "
                              "(nutpie, pymc)")
+    parser.add_argument("--seeds", default="",
+                        help="compare ESS per second with the peer over these seeds, comma-separated (monthly "
+                             "only: forecast.fit and the peer, cold and warm, per seed) and print the geometric "
+                             "mean of the ratio")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -361,6 +426,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     source = "simulated" if args.simulated else "bundled"
+    if args.seeds:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+        common = {"source": source, "draws": args.draws, "tune": args.tune, "chains": args.chains,
+                  "target_accept": args.target_accept}
+        return compare_seeds(seeds, common, args.peer_repeat, args.json, argv)
     if not args.skip_peer:
         # the peer must be the same model: same log joint density (priors included) as forecast.model
         sys.path.insert(0, str(HERE))
