@@ -70,6 +70,13 @@ class Density:
             lo = hi
         return out
 
+    def labels(self) -> list[str]:
+        """A name for every scalar of the flat vector (``name``, or ``name[i]`` in flat order), as in :meth:`split`."""
+        out: list[str] = []
+        for name, shape in zip(self.names, self.shapes, strict=True):
+            out += [f"{name}[{i}]" for i in range(int(np.prod(shape)))] if shape else [name]
+        return out
+
     def ravel(self, values: list[np.ndarray]) -> np.ndarray:
         """One flat float vector from one array per value variable (the inverse of :meth:`split`)."""
         return np.concatenate([np.ravel(np.asarray(v, dtype=float)) for v in values])

@@ -201,7 +201,7 @@ def fit(
         sampler.update(chain_method=run.chain_method, dense_mass=False)
         posterior, sample_stats, log_prior = _numpyro_groups(run, model, tune)
         unvisited = unvisited_modes(search, run.unconstrained_mean, run.unconstrained_sd,
-                                    coordinate_labels(density))
+                                    density.labels())
     else:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Ee]xplicit.*")
@@ -500,15 +500,6 @@ def check_convergence(
 MODE_Z_MAX = 6.0
 
 
-def coordinate_labels(density: Any) -> list[str]:
-    """A name for every unconstrained coordinate of ``density`` (``name`` or ``name[i]``), in flat order."""
-    labels = []
-    for name, shape in zip(density.names, density.shapes, strict=True):
-        size = int(np.prod(shape))
-        labels += [name] if not shape else [f"{name}[{i}]" for i in range(size)]
-    return labels
-
-
 def unvisited_modes(search: dict[str, Any], mean: np.ndarray, sd: np.ndarray, labels: list[str]) -> list[str]:
     """Competing posterior modes of the mode search that the chains never reached.
 
@@ -524,7 +515,7 @@ def unvisited_modes(search: dict[str, Any], mean: np.ndarray, sd: np.ndarray, la
     mean, sd : numpy.ndarray
         Posterior mean and standard deviation of each unconstrained coordinate.
     labels : list of str
-        Coordinate names (:func:`coordinate_labels`).
+        Coordinate names (``Density.labels``).
 
     Returns
     -------
@@ -534,10 +525,7 @@ def unvisited_modes(search: dict[str, Any], mean: np.ndarray, sd: np.ndarray, la
     unvisited: list[tuple[float, float, str]] = []
     scale = np.maximum(np.asarray(sd, dtype=float), 1e-9)
     for alt in search.get("alternatives") or []:
-        x = np.asarray(alt["x"], dtype=float)
-        if x.shape != np.shape(mean):
-            continue
-        z = np.abs(x - mean) / scale
+        z = np.abs(np.asarray(alt["x"], dtype=float) - mean) / scale
         k = int(np.argmax(z))
         if z[k] > MODE_Z_MAX:
             unvisited.append((float(alt["neg_logp"]), float(z[k]), labels[k]))

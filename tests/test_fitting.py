@@ -221,13 +221,15 @@ def test_an_unvisited_mode_fails_the_gate_and_gets_its_own_advice():
     assert len(advice) == 1 and "more than one mode" in advice[0] and "--seed" in advice[0]
 
 
-def test_coordinate_labels_follow_the_flat_layout():
-    from types import SimpleNamespace
+def test_density_labels_follow_the_flat_layout():
+    from forecast.density import Density
 
-    from forecast.fitting import coordinate_labels
-
-    density = SimpleNamespace(names=("mu", "beta", "gamma_log__"), shapes=((), (2,), (2, 2)))
-    assert coordinate_labels(density) == ["mu", "beta[0]", "beta[1]", *[f"gamma_log__[{i}]" for i in range(4)]]
+    unused = lambda *a: None  # noqa: E731
+    density = Density(names=("mu", "beta", "gamma_log__"), free_names=("mu", "beta", "gamma"),
+                      shapes=((), (2,), (2, 2)), neg_logp=unused, posterior_names=(), draw_values=unused,
+                      to_unconstrained=unused)
+    assert density.labels() == ["mu", "beta[0]", "beta[1]", *[f"gamma_log__[{i}]" for i in range(4)]]
+    assert len(density.labels()) == density.size
 
 
 @pytest.mark.fit
