@@ -336,6 +336,34 @@ def _f(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None or value != value else f"{value:.{digits}f}"
 
 
+def check_peer(source: str, seed: int) -> float:
+    """Stop unless the peer is the same model: the same log joint density (priors included) as forecast.model."""
+    sys.path.insert(0, str(HERE))
+    import numpyro_peer
+
+    panel, _, _ = load_panel(source, "M", seed)
+    joint = numpyro_peer.joint_discrepancy(panel)
+    print(f"[bench] peer vs forecast.model log joint density: max |difference| {joint:.2g}", file=sys.stderr)
+    if not joint < 1e-5:
+        raise SystemExit(f"the NumPyro peer is not the same model (log density differs by {joint:.3g})")
+    return joint
+
+
+def figures_header(argv: list[str] | None, settings: dict[str, Any]) -> dict[str, Any]:
+    """What every figures file starts with: the command, when, where and with which settings."""
+    return {"command": " ".join([Path(sys.executable).name, "benchmarks/bench_fit.py", *(argv or sys.argv[1:])]),
+            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
+            "settings": settings}
+
+
+def write_figures(path: Path | None, figures: dict[str, Any]) -> None:
+    """Write the figures as JSON (atomically), if a path was asked for."""
+    if path:
+        from forecast.atomic import write_text
+
+        write_text(path, json.dumps(figures, indent=2, default=str) + "\n")
+
+
 def compare_seeds(seeds: list[int], common: dict[str, Any], peer_repeat: int, json_path: Path | None,
                   argv: list[str] | None) -> int:
     """ESS per second of ``forecast.fit`` against the peer on the monthly data, one pair of cold children per seed.
@@ -345,19 +373,9 @@ def compare_seeds(seeds: list[int], common: dict[str, Any], peer_repeat: int, js
     """
     import math
 
-    sys.path.insert(0, str(HERE))
-    import numpyro_peer
-
-    panel, _, _ = load_panel(common["source"], "M", seeds[0])
-    joint = numpyro_peer.joint_discrepancy(panel)
-    if not joint < 1e-5:
-        raise SystemExit(f"the NumPyro peer is not the same model (log density differs by {joint:.3g})")
+    joint = check_peer(common["source"], seeds[0])
     rows: list[dict[str, Any]] = []
-    figures: dict[str, Any] = {
-        "command": " ".join([Path(sys.executable).name, "benchmarks/bench_fit.py", *(argv or sys.argv[1:])]),
-        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(), "settings": common,
-        "seeds": rows, "peer_joint_discrepancy": joint,
-    }
+    figures = {**figures_header(argv, common), "seeds": rows, "peer_joint_discrepancy": joint}
     with tempfile.TemporaryDirectory(prefix="forecast-bench-") as tmp:
         for seed in seeds:
             spec = {**common, "seed": seed, "freq": "M"}
@@ -370,10 +388,7 @@ def compare_seeds(seeds: list[int], common: dict[str, Any], peer_repeat: int, js
                     a["sampling_s"], b["sampling_s"]], "key_ess": [a["ess_bulk_min_key"], b["ess_bulk_min_key"]],
                     "steps": [a["mean_leapfrog_steps"], b["mean_leapfrog_steps"]]}
             rows.append(row)
-            if json_path:
-                from forecast.atomic import write_text
-
-                write_text(json_path, json.dumps(figures, indent=2, default=str) + "\n")
+            write_figures(json_path, figures)
     lines = [f"{'seed':>10}  {'run':<5}{'ratio':>7}{'sampling s (ours / peer)':>27}{'key ESS':>15}{'steps':>13}"]
     means = {}
     for run in ("cold", "warm"):
@@ -387,10 +402,7 @@ def compare_seeds(seeds: list[int], common: dict[str, Any], peer_repeat: int, js
                              f"{v['sampling_s'][1]:<11.1f}{v['key_ess'][0]:>7.0f} / {v['key_ess'][1]:<5.0f}"
                              f"{_f(v['steps'][0])} / {_f(v['steps'][1])}")
     figures["geometric_mean_ratio"] = means
-    if json_path:
-        from forecast.atomic import write_text
-
-        write_text(json_path, json.dumps(figures, indent=2, default=str) + "\n")
+    write_figures(json_path, figures)
     lines.append("geometric mean of the ESS/s ratio, forecast.fit ÷ NumPyro peer: "
                  + ", ".join(f"{k} {v:.2f}" for k, v in means.items()))
     print("\n".join(lines))
@@ -431,27 +443,11 @@ def main(argv: list[str] | None = None) -> int:
         common = {"source": source, "draws": args.draws, "tune": args.tune, "chains": args.chains,
                   "target_accept": args.target_accept}
         return compare_seeds(seeds, common, args.peer_repeat, args.json, argv)
-    if not args.skip_peer:
-        # the peer must be the same model: same log joint density (priors included) as forecast.model
-        sys.path.insert(0, str(HERE))
-        import numpyro_peer
-
-        panel, _, _ = load_panel(source, "M", args.seed)
-        joint = numpyro_peer.joint_discrepancy(panel)
-        print(f"[bench] peer vs forecast.model log joint density: max |difference| {joint:.2g}", file=sys.stderr)
-        if not joint < 1e-5:
-            raise SystemExit(f"the NumPyro peer is not the same model (log density differs by {joint:.3g})")
+    joint = None if args.skip_peer else check_peer(source, args.seed)
     common = {"source": source, "seed": args.seed, "draws": args.draws, "tune": args.tune, "chains": args.chains,
               "target_accept": args.target_accept}
     results: dict[str, Any] = {}
-    figures: dict[str, Any] = {
-        "command": " ".join([Path(sys.executable).name, "benchmarks/bench_fit.py", *(argv or sys.argv[1:])]),
-        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine(),
-        "settings": common,
-        "results": results,
-        "peer_joint_discrepancy": None if args.skip_peer else joint,
-    }
+    figures = {**figures_header(argv, common), "results": results, "peer_joint_discrepancy": joint}
     jobs = [("forecast monthly", {"job": "forecast", "freq": "M", "repeat": 2, "save": "fit.nc"}, "cache-forecast")]
     if not args.skip_peer:
         jobs.append(("numpyro peer monthly", {"job": "peer", "freq": "M", "repeat": args.peer_repeat}, "cache-peer"))
@@ -471,10 +467,7 @@ def main(argv: list[str] | None = None) -> int:
                 ours = {r["run"]: r["ess_bulk_per_s"] for r in results["forecast monthly"]["runs"]}
                 peer = {r["run"]: r["ess_bulk_per_s"] for r in results["numpyro peer monthly"]["runs"]}
                 figures["ess_per_s_ratio"] = {k: ours[k] / peer[k] for k in ours if peer.get(k)}
-            if args.json:  # after every job, so that a long run that is stopped keeps what it measured
-                from forecast.atomic import write_text
-
-                write_text(args.json, json.dumps(figures, indent=2, default=str) + "\n")
+            write_figures(args.json, figures)  # after every job: a long run that is stopped keeps what it measured
     print(format_table(figures))
     return 0
 
