@@ -48,6 +48,7 @@ COMMAND = (
 def synthetic_fit(panel: xr.Dataset, n_draws: int, seed: int = 0):
     """A fit with ``n_draws`` draws around plausible parameters for ``panel`` (4 chains)."""
     from forecast import emissions
+    from forecast.catalog import NO_LOADING
     from forecast.fitfile import Fit, filtered_state_group
     from forecast.inputs import ModelOptions, build_inputs, estimate_standardisation
     from forecast.update import filter_history
@@ -62,7 +63,8 @@ def synthetic_fit(panel: xr.Dataset, n_draws: int, seed: int = 0):
     y = panel["y"].values
     rate = np.array([np.nanmean(y[:, i]) if k == "count" else 0.0 for i, k in enumerate(kinds)])
     direction = np.stack([panel["direction_us"].values, panel["direction_relations"].values], axis=1).astype(float)
-    loading = np.concatenate([np.where(direction == 0, 0.1, 0.6 * direction), np.zeros((len(signals), 1))], axis=1)
+    factor_loading = np.select([direction == 0, direction == NO_LOADING], [0.1, 0.0], 0.6 * direction)
+    loading = np.concatenate([factor_loading, np.zeros((len(signals), 1))], axis=1)
     truth = {
         "intercept": np.log(rate + 0.05) * (np.array(kinds) == "count"),
         "loading": loading,

@@ -128,7 +128,8 @@ class ModelInputs:
     signal_group : numpy.ndarray
         (S,) index into ``groups`` for each signal.
     direction : numpy.ndarray
-        (S, 2) expected sign of each signal's loading on the US and relations factors (+1, −1, 0 = unknown).
+        (S, 2) expected sign of each signal's loading on the US and relations factors: +1, −1, 0 = unknown, or
+        :data:`forecast.catalog.NO_LOADING` = none (the loading is fixed at 0).
     marker : tuple of str
         (S,) ``"us"``, ``"relations"`` or ``""``.
     y_count, log_exposure : numpy.ndarray

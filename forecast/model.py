@@ -9,7 +9,8 @@ Identification (the four scenarios are a 2×2 of two factors, so every relabelli
 of the loadings):
 
 * a loading with a known expected sign is ``d·|β|`` with ``|β| ~ HalfNormal(τ_group)``; an unknown sign gives
-  ``β ~ Normal(0, τ_group)``; interaction loadings of ordinary signals are free but shrunk;
+  ``β ~ Normal(0, τ_group)``; no loading (catalog sign ``"0"``) is a constant 0, and so is that signal's
+  interaction loading; interaction loadings of ordinary signals are free but shrunk;
 * each factor's *marker* signal has its own-factor loading ``d·|β|`` and its cross-loadings (other factor and
   interaction) equal to ``|β|`` times a ratio in (−1, 1) (or (0, 1) when the cross sign is known) built from a
   Beta variable, so the marker's own loading always dominates: no relabelling maps the model onto itself.
@@ -29,6 +30,7 @@ import pymc as pm
 import pytensor.tensor as pt
 from pymc.distributions.transforms import LogExpM1
 
+from forecast.catalog import NO_LOADING
 from forecast.inputs import ModelInputs, ModelOptions
 from forecast.priors import PriorSet
 from forecast.scenarios import EFFECT_MATRIX, EFFECTS, FACTOR_MATRIX, FACTORS, N_SCENARIOS, SCENARIOS
@@ -146,10 +148,15 @@ def loading_layout(inputs: ModelInputs) -> LoadingLayout:
     levels = set(np.asarray(inputs.level_index).tolist())
     for s, name in enumerate(inputs.signals):
         marker = inputs.marker[s]
-        interacts = s not in levels  # level signals load additively on the two factors (no u·r term)
+        # level signals load additively on the two factors (no u·r term), and a signal that one factor does not
+        # move (catalog sign "0") cannot be moved by that factor's interaction either
+        absent = [int(inputs.direction[s, f]) == NO_LOADING for f in range(len(FACTORS))]
+        interacts = s not in levels and not any(absent)
         own = FACTORS.index(marker) if marker in FACTORS else None
         for f in range(len(FACTORS)):
             d = int(inputs.direction[s, f])
+            if absent[f]:
+                continue  # fixed at 0: no variable
             if own is not None and f == own:
                 owner_pos[name] = len(mag)
                 mag.append((s, f, float(d) if d != 0 else 1.0))

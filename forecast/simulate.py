@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from forecast.catalog import sign_value
 from forecast.emissions import PARAMETER_DIMS, log_initial, transition_model
 from forecast.inputs import ModelInputs, ModelOptions, build_inputs, estimate_standardisation
 from forecast.scenarios import EFFECT_MATRIX, EFFECTS, FACTORS, N_SCENARIOS, SCENARIOS
@@ -60,7 +61,7 @@ class SimIndicator:
     group : str
         Pooling group.
     direction_us, direction_relations : int
-        Expected loading signs (+1, −1, 0 = unknown).
+        Expected loading signs (+1, −1, 0 = unknown, :data:`forecast.catalog.NO_LOADING` = none).
     marker : {"", "us", "relations"}
         Marker indicator of a factor.
     transform : {"", "identity", "log"}
@@ -137,7 +138,7 @@ def default_params(catalog: Sequence[SimIndicator] = DEFAULT_CATALOG) -> dict[st
             a, b = _DEFAULT_SIGNAL_PARAMS[s.id]
         else:
             a = np.log(1.5) if s.kind == "count" else 0.0
-            b = (0.8 * s.direction_us, 0.8 * s.direction_relations, 0.0)
+            b = (0.8 * sign_value(s.direction_us), 0.8 * sign_value(s.direction_relations), 0.0)
             if not any(b):
                 b = (0.5, 0.0, 0.0)
         intercept.append(a)

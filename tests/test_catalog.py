@@ -11,7 +11,7 @@ from conftest import TINY_CATALOG
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forecast.catalog import Catalog, Indicator, load_catalog
+from forecast.catalog import NO_LOADING, Catalog, Direction, Indicator, load_catalog, sign_value
 from forecast.errors import DataValidationError
 
 
@@ -130,6 +130,35 @@ def test_transform_on_a_count_and_a_level_driver_are_problems(tmp_path):
     problems = _problems(_write(tmp_path, text))
     assert {p.column for p in problems} == {"transform", "kind"}
     assert len(problems) == 2
+
+
+def test_sign_zero_means_no_loading_and_is_coded_apart_from_unknown(tmp_path):
+    text = TINY_CATALOG.replace('direction = { us = "?", relations = "-" }',
+                                'direction = { us = "0", relations = "-" }')
+    catalog = load_catalog(_write(tmp_path, text))
+    disputes = next(i for i in catalog.indicators if i.id == "disputes")
+    talks = next(i for i in catalog.indicators if i.id == "talks")
+    assert disputes.direction.us == "0" and talks.direction.us == "?"
+    assert Direction.as_int("0") == NO_LOADING not in (Direction.as_int("?"), 1, -1)
+    assert [sign_value(Direction.as_int(s)) for s in "+-?0"] == [1, -1, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "needle"),
+    [
+        # a marker that its own factor does not move
+        ('direction = { us = "+", relations = "?" }', 'direction = { us = "0", relations = "?" }', "'us' marker"),
+        # a signal that neither factor moves
+        ('direction = { us = "?", relations = "-" }', 'direction = { us = "0", relations = "0" }', "neither factor"),
+        # a driver (its direction does not enter the model)
+        ('direction = { us = "?", relations = "?" }', 'direction = { us = "?", relations = "0" }', "drivers"),
+    ],
+)
+def test_sign_zero_where_it_cannot_apply_is_a_problem_on_direction(tmp_path, old, new, needle):
+    text = TINY_CATALOG.replace(old, new, 1)
+    (p,) = _problems(_write(tmp_path, text))
+    assert p.column == "direction" and needle in p.message
+    assert p.line == _line_of(text, new)
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from forecast import emissions, hmm
+from forecast.catalog import NO_LOADING
 from forecast.inputs import ModelOptions, build_inputs, estimate_standardisation
 from forecast.model import build_model, loading_layout
 from forecast.priors import default_prior_set
@@ -29,7 +30,14 @@ def _values_at(model, point):
 @pytest.mark.parametrize("use_labels", [False, True])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_log_density_is_numpy_likelihood_plus_prior(use_labels, seed):
-    inputs, options = _inputs(use_labels)
+    _check_log_density(*_inputs(use_labels), use_labels, seed)
+
+
+def test_log_density_is_numpy_likelihood_plus_prior_with_absent_loadings():
+    _check_log_density(*_inputs_with_absent_loadings(), False, 0)
+
+
+def _check_log_density(inputs, options, use_labels: bool, seed: int) -> None:
     model = build_model(inputs, default_prior_set(), options)
     rng = np.random.default_rng(seed)
     point = {k: v + 0.4 * rng.normal(size=np.shape(v)) for k, v in model.initial_point(0).items()}
@@ -100,6 +108,45 @@ def test_layout_puts_every_loading_somewhere_once():
     # level signals have no u·r interaction term: their interaction loading is a structural zero
     assert sorted(map(tuple, cells)) == [(s, e) for s in range(len(inputs.signals)) for e in range(3)
                                          if not (s in levels and e == 2)]
+
+
+#: (signal, factor) cells given the catalog sign "0" in :func:`_inputs_with_absent_loadings`: an ordinary count
+#: signal, the US marker's cross-loading and a level signal.
+_ABSENT = (("history_disputes", "us"), ("trilateral_meetings", "relations"), ("usfk_personnel", "relations"))
+
+
+def _inputs_with_absent_loadings():
+    panel, _, _ = simulate_panel(40, seed=2, level_missing=0.2)
+    for signal, factor in _ABSENT:
+        panel[f"direction_{factor}"].loc[{"signal": signal}] = NO_LOADING
+    options = estimate_standardisation(panel, ModelOptions())
+    return build_inputs(panel, options), options
+
+
+def test_sign_zero_removes_the_loading_and_its_interaction():
+    inputs, options = _inputs_with_absent_loadings()
+    layout = loading_layout(inputs)
+    cells = set(zip(layout.mag_signal, layout.mag_effect, strict=True)) | set(
+        zip(layout.free_signal, layout.free_effect, strict=True)) | {(s, 2) for s in layout.inter_signal} | set(
+        zip(layout.cross_signal, layout.cross_effect, strict=True))
+    absent = {(inputs.signals.index(sig), FACTORS.index(f)) for sig, f in _ABSENT}
+    count_absent = {s for s, _ in absent if s not in set(inputs.level_index.tolist())}
+    assert not cells & absent
+    assert not cells & {(s, 2) for s in count_absent}  # no factor, no interaction with it
+    # every other loading is still a variable
+    levels = set(inputs.level_index.tolist())
+    expected = {(s, e) for s in range(len(inputs.signals)) for e in range(3) if not (s in levels and e == 2)}
+    assert cells == expected - absent - {(s, 2) for s in count_absent}
+    # and the model's loading is exactly 0 there for any parameter values
+    model = build_model(inputs, default_prior_set(), options)
+    fn = model.compile_fn(model["loading"], inputs=model.value_vars, on_unused_input="ignore")
+    rng = np.random.default_rng(4)
+    base = model.initial_point(0)
+    for _ in range(10):
+        loading = fn({k: v + 2.0 * rng.normal(size=np.shape(v)) for k, v in base.items()})
+        for s, f in absent | {(s, 2) for s in count_absent}:
+            assert loading[s, f] == 0.0
+        assert np.count_nonzero(loading) == len(cells)
 
 
 def test_intercepts_are_centred_where_many_events_pin_them(monkeypatch):

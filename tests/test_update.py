@@ -9,6 +9,7 @@ import xarray as xr
 from state_helpers import labelled_known_fit, without_stored_state
 
 from forecast import update as up
+from forecast.catalog import NO_LOADING
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -541,9 +542,10 @@ def plausible_truth(panel: xr.Dataset) -> dict:
     kinds = np.array(panel["kind"].values.tolist())
     rate = np.array([np.nanmean(panel["y"].values[:, i]) if k == "count" else 0.0 for i, k in enumerate(kinds)])
     direction = np.stack([panel["direction_us"].values, panel["direction_relations"].values], axis=1).astype(float)
+    factor_loading = np.select([direction == 0, direction == NO_LOADING], [0.1, 0.0], 0.6 * direction)
     return {
         "intercept": np.where(kinds == "count", np.log(rate + 0.05), 0.0),
-        "loading": np.concatenate([np.where(direction == 0, 0.1, 0.6 * direction), np.zeros((len(kinds), 1))], 1),
+        "loading": np.concatenate([factor_loading, np.zeros((len(kinds), 1))], 1),
         "nb_alpha": np.full((kinds == "count").sum(), 2.0),
         "level_sigma": np.full((kinds == "level").sum(), 0.5),
         "stickiness": np.full(4, 3.5),
