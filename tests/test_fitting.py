@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from forecast.catalog import NO_LOADING
 from forecast.fitting import check_convergence, label_switching_findings
 from forecast.inputs import ModelOptions, build_inputs
 from forecast.scenarios import EFFECTS, SCENARIOS
@@ -233,21 +234,28 @@ def test_density_labels_follow_the_flat_layout():
 
 
 @pytest.mark.fit
-def test_the_quarterly_bundled_panel_is_multimodal_and_the_gate_says_so():
-    # with seed 1 the mode search starts the chains in a mode where a level signal's relations loading is
-    # about +0.95, and also finds one where it is about -0.4 (-log p 507.70 against 508.45); no chain crosses
-    # between them, so R-hat cannot tell: the unvisited-mode check must
+def test_a_free_relations_loading_on_force_posture_makes_two_quarterly_modes_and_the_gate_says_so():
+    # With the US force-posture levels' relations loadings free (catalog sign "?", as before the bundled catalog
+    # gave them "0"), the quarterly panel has two separated modes: in one, us_forces_korea loads on relations at
+    # about +0.95 (the relations factor follows the troop trend), in the other at about -0.4 (-log p 507.70
+    # against 508.45). With seed 1 the chains start in one and the search also finds the other; no chain
+    # crosses, so R-hat cannot tell: the unvisited-mode check must. With the bundled signs ("0") the same seed
+    # finds no such mode.
     from forecast.dataset import load_dataset
     from forecast.fitting import fit
     from forecast.panel import build_panel
     from forecast.paths import bundled_data_dir
 
-    panel = build_panel(load_dataset(bundled_data_dir()), "Q")
-    result = fit(panel, seed=1, progress=False)
-    search = result.attr("sampler")["mode_search"]
-    assert search["alternatives"], search
+    bundled = build_panel(load_dataset(bundled_data_dir()), "Q")
+    posture = ["us_forces_korea", "us_forces_japan"]
+    assert (bundled["direction_relations"].sel(signal=posture) == NO_LOADING).all()
+    free = bundled.copy(deep=True)
+    free["direction_relations"].loc[{"signal": posture}] = 0
+    result = fit(free, seed=1, progress=False)
+    assert result.attr("sampler")["mode_search"]["alternatives"]
     assert result.diagnostics["multimodal"] and not result.converged
     assert any(f.startswith("multimodal posterior") for f in result.diagnostics["failures"])
+    assert not fit(bundled, seed=1, progress=False).diagnostics["multimodal"]
 
 
 def test_fit_summary_names_competing_optima_and_what_to_try():
