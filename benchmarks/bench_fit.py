@@ -43,6 +43,10 @@ from forecast.sampler_defaults import (  # noqa: E402  (constants; imports nothi
     DEFAULT_DRAWS,
     DEFAULT_TARGET_ACCEPT,
     DEFAULT_TUNE,
+    QUARTERLY_DRAWS,
+    QUARTERLY_TARGET_ACCEPT,
+    default_draws,
+    default_target_accept,
 )
 
 RESULT_TAG = "BENCH_RESULT "
@@ -208,8 +212,8 @@ def job_peer(spec: dict[str, Any]) -> dict[str, Any]:
     for i in range(spec["repeat"]):
         t0, c0 = time.perf_counter(), time.process_time()
         res = numpyro_peer.run(
-            panel, seed=spec["seed"], draws=spec["draws"], tune=spec["tune"], chains=spec["chains"],
-            target_accept=spec["target_accept"],
+            panel, seed=spec["seed"], draws=spec["draws"] or default_draws(spec["freq"]), tune=spec["tune"],
+            chains=spec["chains"], target_accept=spec["target_accept"] or default_target_accept(spec["freq"]),
         )
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         ess = ess_summary(res["posterior"])
@@ -413,10 +417,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--simulated", action="store_true", help="use a simulated panel of the bundled size")
     parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
-    parser.add_argument("--draws", type=int, default=DEFAULT_DRAWS)
+    parser.add_argument("--draws", type=int, default=None,
+                        help=f"draws per chain (default: forecast's default for the panel's frequency, "
+                             f"{DEFAULT_DRAWS} monthly and {QUARTERLY_DRAWS} quarterly)")
     parser.add_argument("--tune", type=int, default=DEFAULT_TUNE)
     parser.add_argument("--chains", type=int, default=DEFAULT_CHAINS)
-    parser.add_argument("--target-accept", type=float, default=DEFAULT_TARGET_ACCEPT)
+    parser.add_argument("--target-accept", type=float, default=None,
+                        help=f"NUTS target acceptance (default: forecast's default for the panel's frequency, "
+                             f"{DEFAULT_TARGET_ACCEPT} monthly and {QUARTERLY_TARGET_ACCEPT} quarterly)")
     parser.add_argument("--seed", type=int, default=20261125)
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--skip-quarterly", action="store_true")

@@ -46,6 +46,8 @@ from forecast.sampler_defaults import (
     DEFAULT_STARTS,
     DEFAULT_TARGET_ACCEPT,
     DEFAULT_TUNE,
+    default_draws,
+    default_target_accept,
 )
 from forecast.start import find_mode, initial_values
 
@@ -111,11 +113,11 @@ def fit(
     priors: PriorSet | None = None,
     options: ModelOptions | None = None,
     seed: int,
-    draws: int = DEFAULT_DRAWS,
+    draws: int | None = None,
     tune: int = DEFAULT_TUNE,
     chains: int = DEFAULT_CHAINS,
     backend: str = "numpyro",
-    target_accept: float = DEFAULT_TARGET_ACCEPT,
+    target_accept: float | None = None,
     starts: int = DEFAULT_STARTS,
     catalog_text: str = "",
     data_sha256: str = "",
@@ -133,12 +135,16 @@ def fit(
         Structural options; standardisation constants are estimated from ``panel`` when missing.
     seed : int
         Seed of the sampler (the same seed, data and settings give the same draws).
-    draws, tune, chains : int
-        Posterior draws per chain, tuning steps per chain, number of chains.
+    draws : int, optional
+        Posterior draws per chain; by default 1000 for a monthly panel and 2000 for a quarterly one
+        (:func:`forecast.sampler_defaults.default_draws`, from the panel's ``freq`` attribute).
+    tune, chains : int
+        Tuning steps per chain, number of chains.
     backend : {"numpyro", "nutpie", "pymc"}
         NUTS implementation.
-    target_accept : float
-        NUTS target acceptance rate.
+    target_accept : float, optional
+        NUTS target acceptance rate; by default 0.95 monthly and 0.975 quarterly
+        (:func:`forecast.sampler_defaults.default_target_accept`).
     starts : int
         Optimisations of the posterior density before sampling (:func:`forecast.start.find_mode`): the moment
         start and ``starts − 1`` jittered copies; every chain starts at the best optimum. ``0`` starts the
@@ -165,6 +171,9 @@ def fit(
 
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    freq = str(panel.attrs.get("freq", "M"))
+    draws = default_draws(freq) if draws is None else draws
+    target_accept = default_target_accept(freq) if target_accept is None else target_accept
     for name, value, low in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1), ("starts", starts, 0)):
         if not isinstance(value, int | np.integer) or value < low:
             raise ConfigError(f"{name} must be a whole number >= {low}, got {value!r}")

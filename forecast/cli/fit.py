@@ -20,6 +20,8 @@ from forecast.sampler_defaults import (
     DEFAULT_STARTS,
     DEFAULT_TARGET_ACCEPT,
     DEFAULT_TUNE,
+    QUARTERLY_DRAWS,
+    QUARTERLY_TARGET_ACCEPT,
 )
 
 #: Exit code when the fit was written but did not pass the convergence gate.
@@ -47,7 +49,9 @@ def fit_command(
     out: Annotated[Path, typer.Option("--out", help="Fit file to write (netCDF).", dir_okay=False)] = Path("fit.nc"),
     freq: Annotated[Freq, typer.Option("--freq", help="Monthly (M) or quarterly (Q) periods.")] = Freq.M,
     seed: Annotated[int, typer.Option("--seed", help="Sampler seed (same seed and data give the same fit).")] = 1,
-    draws: Annotated[int, typer.Option("--draws", min=1, help="Posterior draws per chain.")] = DEFAULT_DRAWS,
+    draws: Annotated[int | None, typer.Option(
+        "--draws", min=1, show_default=False,
+        help=f"Posterior draws per chain (default {DEFAULT_DRAWS} monthly, {QUARTERLY_DRAWS} quarterly).")] = None,
     tune: Annotated[int, typer.Option("--tune", min=0, help="Tuning steps per chain.")] = DEFAULT_TUNE,
     chains: Annotated[int, typer.Option("--chains", min=1, help="Number of chains (at least 2 for the gate).")]
     = DEFAULT_CHAINS,
@@ -57,8 +61,9 @@ def fit_command(
     = "default",
     no_labels: Annotated[bool, typer.Option("--no-labels", help="Do not use the analyst labels as evidence.")]
     = False,
-    target_accept: Annotated[float, typer.Option("--target-accept", help="NUTS target acceptance rate.")]
-    = DEFAULT_TARGET_ACCEPT,
+    target_accept: Annotated[float | None, typer.Option(
+        "--target-accept", show_default=False, help="NUTS target acceptance rate "
+        f"(default {DEFAULT_TARGET_ACCEPT} monthly, {QUARTERLY_TARGET_ACCEPT} quarterly).")] = None,
     starts: Annotated[int, typer.Option("--starts", min=0, help="Posterior-mode searches before sampling (the "
                                         "moment start and jittered copies); 0 starts at the moment start.")]
     = DEFAULT_STARTS,
