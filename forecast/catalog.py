@@ -33,6 +33,7 @@ ID_PATTERN = r"^[a-z][a-z0-9_]*$"
 Sign = Literal["+", "-", "?", "0"]
 #: Panel code of the sign ``"0"`` (``"+"``, ``"-"`` and ``"?"`` are +1, −1 and 0).
 NO_LOADING = 2
+_SIGN_CODES = {"+": 1, "-": -1, "?": 0, "0": NO_LOADING}
 
 #: What to tell the user for a bad value of each field.
 _FIXES: dict[str, str] = {
@@ -75,7 +76,12 @@ class Direction(BaseModel):
     @staticmethod
     def as_int(sign: str) -> int:
         """Return the panel code of a sign: +1, −1, 0 or :data:`NO_LOADING` for ``"+"``, ``"-"``, ``"?"``, ``"0"``."""
-        return {"+": 1, "-": -1, "?": 0, "0": NO_LOADING}[sign]
+        return _SIGN_CODES[sign]
+
+    @staticmethod
+    def as_sign(code: int) -> str:
+        """Return the catalog sign (``"+"``, ``"-"``, ``"?"`` or ``"0"``) of a panel direction code."""
+        return {v: k for k, v in _SIGN_CODES.items()}[code]
 
 
 def sign_value(code: int) -> int:

@@ -32,6 +32,7 @@ import xarray as xr
 
 from forecast import hmm
 from forecast.atomic import atomic_path
+from forecast.catalog import Direction
 from forecast.errors import FitFileError
 from forecast.fitfile import NETCDF_ENGINE, read_netcdf
 from forecast.inputs import ModelInputs, build_inputs
@@ -193,6 +194,17 @@ class UpdateResult:
 # --------------------------------------------------------------------------------------------------------------
 # comparing panels
 # --------------------------------------------------------------------------------------------------------------
+def _shown(name: str, value: Any) -> str:
+    """A structure coordinate's value as the catalog writes it (direction codes as their signs)."""
+    if name.startswith("direction_"):
+        return Direction.as_sign(int(value))
+    return str(value)
+
+
+def _same_signals(old: xr.Dataset, new: xr.Dataset) -> bool:
+    return "signal" in new.coords and old["signal"].values.tolist() == new["signal"].values.tolist()
+
+
 def structure_changes(old: xr.Dataset, new: xr.Dataset) -> list[str]:
     """Differences in structure between the fitted panel and a new one (catalog, frequency, period grid).
 
@@ -218,9 +230,15 @@ def structure_changes(old: xr.Dataset, new: xr.Dataset) -> list[str]:
             continue
         if not in_old:
             continue
-        a = [str(v) for v in np.asarray(old[name].values).tolist()]
-        b = [str(v) for v in np.asarray(new[name].values).tolist()]
-        if a != b:
+        a = [_shown(name, v) for v in np.asarray(old[name].values).tolist()]
+        b = [_shown(name, v) for v in np.asarray(new[name].values).tolist()]
+        if a == b:
+            continue
+        if name != "signal" and old[name].dims == ("signal",) and _same_signals(old, new):
+            # the same signals: name each one that changed, as the catalog spells the value
+            changes.extend(f"{name} of {signal!r} changed from {x!r} to {y!r}"
+                           for signal, x, y in zip(old["signal"].values.tolist(), a, b, strict=True) if x != y)
+        else:
             changes.append(f"{name} changed from {a} to {b}")
     n_old, n_new = old.sizes.get("period", 0), new.sizes.get("period", 0)
     if n_new < n_old:

@@ -141,6 +141,7 @@ def test_sign_zero_means_no_loading_and_is_coded_apart_from_unknown(tmp_path):
     assert disputes.direction.us == "0" and talks.direction.us == "?"
     assert Direction.as_int("0") == NO_LOADING not in (Direction.as_int("?"), 1, -1)
     assert [sign_value(Direction.as_int(s)) for s in "+-?0"] == [1, -1, 0, 0]
+    assert [Direction.as_sign(Direction.as_int(s)) for s in "+-?0"] == list("+-?0")
 
 
 @pytest.mark.parametrize(

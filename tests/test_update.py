@@ -105,6 +105,15 @@ class TestStructureAndRevisions:
         quarterly.attrs["freq"] = "Q"
         assert any("frequency" in c for c in up.structure_changes(old, quarterly))
 
+    def test_a_changed_sign_is_named_per_signal_as_the_catalog_writes_it(self):
+        old = tiny_panel()
+        signals = old["signal"].values.tolist()
+        codes = old["direction_relations"].values.copy()
+        codes[-1] = NO_LOADING
+        new = extend(old, 1).assign_coords(direction_relations=("signal", codes))
+        assert up.structure_changes(old, new) == [
+            f"direction_relations of {signals[-1]!r} changed from '?' to '0'"]
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # PSIS weights
