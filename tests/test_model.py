@@ -78,14 +78,27 @@ def test_names_dims_and_coords_follow_the_contract():
     assert len(model.coords["period"]) == inputs.n_periods
 
 
-def test_signs_and_marker_dominance_hold_for_any_parameter_values():
-    inputs, options = _inputs(False)
+def _random_loadings(inputs, options, n: int, seed: int):
+    """The model's (signal, effect) loading matrix at ``n`` random points around its initial point."""
     model = build_model(inputs, default_prior_set(), options)
     fn = model.compile_fn(model["loading"], inputs=model.value_vars, on_unused_input="ignore")
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     base = model.initial_point(0)
-    for _ in range(50):
-        loading = fn({k: v + 2.0 * rng.normal(size=np.shape(v)) for k, v in base.items()})
+    for _ in range(n):
+        yield fn({k: v + 2.0 * rng.normal(size=np.shape(v)) for k, v in base.items()})
+
+
+def _cells(layout) -> set[tuple[int, int]]:
+    """The (signal, effect) cells the layout makes a variable of."""
+    return (set(zip(layout.mag_signal, layout.mag_effect, strict=True))
+            | set(zip(layout.free_signal, layout.free_effect, strict=True))
+            | {(s, 2) for s in layout.inter_signal}
+            | set(zip(layout.cross_signal, layout.cross_effect, strict=True)))
+
+
+def test_signs_and_marker_dominance_hold_for_any_parameter_values():
+    inputs, options = _inputs(False)
+    for loading in _random_loadings(inputs, options, 50, seed=3):
         for s in range(len(inputs.signals)):
             for f in range(2):
                 d = inputs.direction[s, f]
@@ -102,7 +115,8 @@ def test_layout_puts_every_loading_somewhere_once():
     cells = (list(zip(layout.mag_signal, layout.mag_effect, strict=True))
              + list(zip(layout.free_signal, layout.free_effect, strict=True))
              + [(s, 2) for s in layout.inter_signal]
-             + list(zip(layout.cross_signal, layout.cross_effect, strict=True)))
+             + list(zip(layout.cross_signal, layout.cross_effect, strict=True)))  # a list: no cell twice
+    assert set(cells) == _cells(layout)
     levels = set(inputs.level_index.tolist())
     assert levels, "the test panel should have level signals"
     # level signals have no u·r interaction term: their interaction loading is a structural zero
@@ -125,10 +139,7 @@ def _inputs_with_absent_loadings():
 
 def test_sign_zero_removes_the_loading_and_its_interaction():
     inputs, options = _inputs_with_absent_loadings()
-    layout = loading_layout(inputs)
-    cells = set(zip(layout.mag_signal, layout.mag_effect, strict=True)) | set(
-        zip(layout.free_signal, layout.free_effect, strict=True)) | {(s, 2) for s in layout.inter_signal} | set(
-        zip(layout.cross_signal, layout.cross_effect, strict=True))
+    cells = _cells(loading_layout(inputs))
     absent = {(inputs.signals.index(sig), FACTORS.index(f)) for sig, f in _ABSENT}
     count_absent = {s for s, _ in absent if s not in set(inputs.level_index.tolist())}
     assert not cells & absent
@@ -138,12 +149,7 @@ def test_sign_zero_removes_the_loading_and_its_interaction():
     expected = {(s, e) for s in range(len(inputs.signals)) for e in range(3) if not (s in levels and e == 2)}
     assert cells == expected - absent - {(s, 2) for s in count_absent}
     # and the model's loading is exactly 0 there for any parameter values
-    model = build_model(inputs, default_prior_set(), options)
-    fn = model.compile_fn(model["loading"], inputs=model.value_vars, on_unused_input="ignore")
-    rng = np.random.default_rng(4)
-    base = model.initial_point(0)
-    for _ in range(10):
-        loading = fn({k: v + 2.0 * rng.normal(size=np.shape(v)) for k, v in base.items()})
+    for loading in _random_loadings(inputs, options, 10, seed=4):
         for s, f in absent | {(s, 2) for s in count_absent}:
             assert loading[s, f] == 0.0
         assert np.count_nonzero(loading) == len(cells)
