@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from forecast.catalog import sign_value
+from forecast.catalog import NO_LOADING, sign_value
 from forecast.emissions import PARAMETER_DIMS, log_initial, transition_model
 from forecast.inputs import ModelInputs, ModelOptions, build_inputs, estimate_standardisation
 from forecast.scenarios import EFFECT_MATRIX, EFFECTS, FACTORS, N_SCENARIOS, SCENARIOS
@@ -81,14 +81,15 @@ class SimIndicator:
     rate: float = 0.0
 
 
-#: A synthetic catalog with the default indicator structure: 4 count signals, 2 level signals, 3 drivers.
+#: A synthetic catalog with the default indicator structure: 4 count signals, 2 level signals (which, as in the
+#: bundled catalog, do not load on relations), 3 drivers.
 DEFAULT_CATALOG: tuple[SimIndicator, ...] = (
     SimIndicator("rok_japan_defence_talks", "signal", "count", "bilateral", 0, 1, marker="relations"),
     SimIndicator("trilateral_meetings", "signal", "count", "trilateral", 1, 1, marker="us"),
     SimIndicator("trilateral_exercises", "signal", "count", "trilateral", 1, 1),
     SimIndicator("history_disputes", "signal", "count", "history", 0, -1),
-    SimIndicator("usfk_personnel", "signal", "level", "us_forces", 1, 0, transform="log"),
-    SimIndicator("usfj_personnel", "signal", "level", "us_forces", 1, 0, transform="log"),
+    SimIndicator("usfk_personnel", "signal", "level", "us_forces", 1, NO_LOADING, transform="log"),
+    SimIndicator("usfj_personnel", "signal", "level", "us_forces", 1, NO_LOADING, transform="log"),
     SimIndicator("nk_missile_launches", "driver", "count", "north_korea", rate=1.5),
     SimIndicator("nk_icbm_launches", "driver", "count", "north_korea", rate=0.15),
     SimIndicator("nk_nuclear_tests", "driver", "count", "north_korea", rate=0.02),
@@ -102,7 +103,7 @@ _DEFAULT_SIGNAL_PARAMS: dict[str, tuple[float, tuple[float, float, float]]] = {
     "trilateral_exercises": (np.log(0.8), (0.6, 0.5, 0.2)),
     "history_disputes": (np.log(1.5), (0.0, -0.8, 0.0)),
     "usfk_personnel": (0.0, (0.9, 0.0, 0.0)),
-    "usfj_personnel": (0.0, (0.7, 0.1, 0.0)),
+    "usfj_personnel": (0.0, (0.7, 0.0, 0.0)),
 }
 _DEFAULT_DRIVER_EFFECT: dict[str, tuple[float, float]] = {
     "nk_missile_launches": (0.3, 0.2),
