@@ -34,6 +34,7 @@ Sign = Literal["+", "-", "?", "0"]
 #: Panel code of the sign ``"0"`` (``"+"``, ``"-"`` and ``"?"`` are +1, −1 and 0).
 NO_LOADING = 2
 _SIGN_CODES = {"+": 1, "-": -1, "?": 0, "0": NO_LOADING}
+_SIGNS = {code: sign for sign, code in _SIGN_CODES.items()}
 
 #: What to tell the user for a bad value of each field.
 _FIXES: dict[str, str] = {
@@ -81,7 +82,7 @@ class Direction(BaseModel):
     @staticmethod
     def as_sign(code: int) -> str:
         """Return the catalog sign (``"+"``, ``"-"``, ``"?"`` or ``"0"``) of a panel direction code."""
-        return {v: k for k, v in _SIGN_CODES.items()}[code]
+        return _SIGNS[code]
 
 
 def sign_value(code: int) -> int:
