@@ -88,12 +88,13 @@ def _random_loadings(inputs, options, n: int, seed: int):
         yield fn({k: v + 2.0 * rng.normal(size=np.shape(v)) for k, v in base.items()})
 
 
-def _cells(layout) -> set[tuple[int, int]]:
-    """The (signal, effect) cells the layout makes a variable of."""
-    return (set(zip(layout.mag_signal, layout.mag_effect, strict=True))
-            | set(zip(layout.free_signal, layout.free_effect, strict=True))
-            | {(s, 2) for s in layout.inter_signal}
-            | set(zip(layout.cross_signal, layout.cross_effect, strict=True)))
+def _cells(layout) -> list[tuple[int, int]]:
+    """The (signal, effect) cells the layout makes a variable of, one entry per variable (a cell twice is a bug)."""
+    return [(int(s), int(e)) for s, e in (
+        list(zip(layout.mag_signal, layout.mag_effect, strict=True))
+        + list(zip(layout.free_signal, layout.free_effect, strict=True))
+        + [(s, 2) for s in layout.inter_signal]
+        + list(zip(layout.cross_signal, layout.cross_effect, strict=True)))]
 
 
 def test_signs_and_marker_dominance_hold_for_any_parameter_values():
@@ -112,19 +113,15 @@ def test_signs_and_marker_dominance_hold_for_any_parameter_values():
 def test_layout_puts_every_loading_somewhere_once():
     inputs, _ = _inputs(False)
     layout = loading_layout(inputs)
-    cells = (list(zip(layout.mag_signal, layout.mag_effect, strict=True))
-             + list(zip(layout.free_signal, layout.free_effect, strict=True))
-             + [(s, 2) for s in layout.inter_signal]
-             + list(zip(layout.cross_signal, layout.cross_effect, strict=True)))  # a list: no cell twice
-    assert set(cells) == _cells(layout)
+    cells = _cells(layout)
     levels = set(inputs.level_index.tolist())
     assert levels, "the test panel should have level signals"
     # level signals have no u·r interaction term, and the simulated ones no relations loading (sign "0"): both
     # are structural zeros
     absent = {(s, f) for s in range(len(inputs.signals)) for f in range(2) if inputs.direction[s, f] == NO_LOADING}
     assert absent == {(s, 1) for s in levels}
-    assert sorted(map(tuple, cells)) == [(s, e) for s in range(len(inputs.signals)) for e in range(3)
-                                         if not (s in levels and e == 2) and (s, e) not in absent]
+    assert sorted(cells) == [(s, e) for s in range(len(inputs.signals)) for e in range(3)
+                             if not (s in levels and e == 2) and (s, e) not in absent]
 
 
 #: (signal, factor) cells with the catalog sign "0" in :func:`_inputs_with_absent_loadings`: an ordinary count
@@ -145,6 +142,8 @@ def _inputs_with_absent_loadings():
 def test_sign_zero_removes_the_loading_and_its_interaction():
     inputs, options = _inputs_with_absent_loadings()
     cells = _cells(loading_layout(inputs))
+    assert len(cells) == len(set(cells))
+    cells = set(cells)
     absent = {(inputs.signals.index(sig), FACTORS.index(f)) for sig, f in _ABSENT}
     count_absent = {s for s, _ in absent if s not in set(inputs.level_index.tolist())}
     assert not cells & absent
