@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 import numpyro  # noqa: E402
 import numpyro.distributions as dist  # noqa: E402
 import xarray as xr  # noqa: E402
+from jax.scipy import special as jspecial  # noqa: E402
 from jax.scipy.special import gammaln as jgammaln  # noqa: E402
 from numpyro.infer import MCMC, NUTS, init_to_value  # noqa: E402
 from scipy.special import gammaln  # noqa: E402
@@ -47,10 +48,44 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 # -- data ----------------------------------------------------------------------------------------------------------
 
 
-class _SoftplusHalfNormal(dist.HalfNormal):
-    """HalfNormal sampled in softplus⁻¹ coordinates, as forecast.model samples the loading magnitudes."""
+class _HalfNormalProbitTransform(dist.transforms.Transform):
+    """``x = Q(Φ(y))``, Q the HalfNormal(1) quantile: ``forecast.model.HalfNormalProbit`` in JAX."""
 
-    support = dist.constraints.softplus_positive
+    domain = dist.constraints.real
+    codomain = dist.constraints.positive
+
+    def __call__(self, y):
+        neg, pos = jnp.minimum(y, 0.0), jnp.maximum(y, 0.0)
+        low = jnp.sqrt(2.0) * jspecial.erfinv(jspecial.ndtr(neg))
+        high = -jspecial.ndtri(0.5 * jspecial.ndtr(-pos))  # √2·erfcinv(Φ(−y))
+        return jnp.where(y > 0.0, high, low)
+
+    def _inverse(self, x):
+        small, large = jnp.minimum(x, 1.0), jnp.maximum(x, 1.0)
+        return jnp.where(x > 1.0, -jspecial.ndtri(jspecial.erfc(large / jnp.sqrt(2.0))),
+                         jspecial.ndtri(jspecial.erf(small / jnp.sqrt(2.0))))
+
+    def log_abs_det_jacobian(self, y, x, intermediates=None):
+        return 0.5 * (x * x - y * y) - jnp.log(2.0)
+
+
+class _ProbitPositive(dist.constraints._GreaterThan):
+    def __init__(self) -> None:
+        super().__init__(0.0)
+
+
+_probit_positive = _ProbitPositive()
+
+
+@dist.transforms.biject_to.register(_ProbitPositive)
+def _probit_bijection(constraint: Any) -> _HalfNormalProbitTransform:
+    return _HalfNormalProbitTransform()
+
+
+class _ProbitHalfNormal(dist.HalfNormal):
+    """HalfNormal sampled in probit coordinates, as forecast.model samples the loading magnitudes."""
+
+    support = _probit_positive
 
 
 def prepare(inputs: ModelInputs, use_labels: bool = True) -> dict[str, Any]:
@@ -265,7 +300,7 @@ def sample_parameters(inputs: ModelInputs, priors: dict[str, Any]) -> dict[str, 
     loading = jnp.zeros((n_sig, 3))
     if lay["mag_signal"].size:
         magnitude = numpyro.sample("loading_magnitude",
-                                   _SoftplusHalfNormal(tau[group_of[lay["mag_signal"]]]).to_event(1))
+                                   _ProbitHalfNormal(tau[group_of[lay["mag_signal"]]]).to_event(1))
         loading = loading.at[lay["mag_signal"], lay["mag_effect"]].set(lay["mag_sign"] * magnitude)
     if lay["free_signal"].size:
         free = numpyro.sample("loading_free", dist.Normal(0.0, tau[group_of[lay["free_signal"]]]).to_event(1))

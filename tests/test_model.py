@@ -197,21 +197,51 @@ def test_intercepts_are_centred_where_many_events_pin_them(monkeypatch):
     assert by_var[1] == pytest.approx(norm.logpdf(z).sum(), abs=1e-10)
 
 
-def test_loading_magnitudes_are_sampled_in_softplus_coordinates():
+def test_loading_magnitudes_are_sampled_in_probit_coordinates():
+    from scipy.stats import halfnorm, norm
+
     inputs, options = _inputs(False)
     model = build_model(inputs, default_prior_set(), options)
     rv = model["loading_magnitude"]
     value = model.rvs_to_values[rv]
-    assert value.name == "loading_magnitude_softplus__"
+    assert value.name == "loading_magnitude_probit__"
     rng = np.random.default_rng(3)
     point = {k: v + 0.4 * rng.normal(size=np.shape(v)) for k, v in model.initial_point(0).items()}
     y = point[value.name]
-    # the magnitude is softplus(y) ...
-    np.testing.assert_allclose(_values_at(model, point)["loading_magnitude"], np.logaddexp(0.0, y), rtol=1e-12)
-    # ... and the density gains the Jacobian log softplus'(y) = log sigmoid(y), nothing else
+    # the magnitude is the HalfNormal(1) quantile of Φ(y) ...
+    np.testing.assert_allclose(_values_at(model, point)["loading_magnitude"], halfnorm.isf(norm.sf(y)), rtol=1e-12)
+    # ... and the density gains the Jacobian log φ(y) − log 2φ(x), nothing else
+    x = halfnorm.isf(norm.sf(y))
     with_jacobian = model.compile_logp(vars=[rv], jacobian=True)(point)
     without = model.compile_logp(vars=[rv], jacobian=False)(point)
-    assert with_jacobian - without == pytest.approx(-np.logaddexp(0.0, -y).sum(), abs=1e-10)
+    assert with_jacobian - without == pytest.approx((norm.logpdf(y) - halfnorm.logpdf(x)).sum(), abs=1e-10)
+
+
+@pytest.mark.parametrize("y", [-30.0, -8.0, -4.3, -1.0, 0.0, 1e-9, 0.7, 3.0, 12.0, 30.0])
+def test_the_probit_coordinate_of_a_halfnormal_1_is_standard_normal(y):
+    # the defining property: under HalfNormal(1) the coordinate y is N(0, 1), so its log density (Jacobian
+    # included) is log φ(y) exactly, in both tails; and forward inverts backward
+    import pymc as pm
+    import pytensor
+    import pytensor.tensor as pt
+    from scipy.stats import norm
+
+    from forecast.model import HalfNormalProbit
+
+    with pm.Model() as model:
+        pm.HalfNormal("m", sigma=1.0, default_transform=HalfNormalProbit())
+    assert model.compile_logp()({"m_probit__": y}) == pytest.approx(norm.logpdf(y), rel=1e-12, abs=1e-12)
+    v = pt.dscalar("v")
+    transform = HalfNormalProbit()
+    backward = pytensor.function([v], transform.backward(v))
+    round_trip = pytensor.function([v], transform.forward(transform.backward(v)))
+    gradient = pytensor.function([v], pytensor.grad(transform.backward(v), v))
+    x = float(backward(y))
+    assert x > 0.0
+    assert round_trip(y) == pytest.approx(y, rel=1e-9, abs=1e-9)
+    # dx/dy = φ(y) / 2φ(x), finite on both sides of the branch point
+    assert np.isfinite(gradient(y))
+    assert np.log(gradient(y)) == pytest.approx(norm.logpdf(y) - np.log(2.0) - norm.logpdf(x), abs=1e-9)
 
 
 @pytest.mark.parametrize("n_periods", [1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 31, 33, 144])

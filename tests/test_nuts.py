@@ -43,32 +43,54 @@ def both(tiny):
     return run, idata
 
 
-def test_sample_nuts_draws_exactly_what_pm_sample_draws(both, tiny):
-    # same kernel, keys, start and density: the draws must agree to the last bit, so a fit's seed keeps meaning
-    # what it meant when fits ran through pm.sample
+#: Tolerance between forecast.nuts's draws and pm.sample's, in posterior standard deviations of each variable.
+#: The two evaluate the same density, but forecast.nuts differentiates it with respect to one flat vector, and XLA
+#: may then round a transcendental function's gradient differently in the last bit (1e-16 at the start of this
+#: run). Leapfrog steps amplify such differences: after the 50 iterations here they reach about 3e-4 sd. A
+#: different random key, start, kernel or setting moves the draws by about one sd (checked below with another
+#: seed).
+_DRAW_TOL = 1e-2
+
+
+def test_sample_nuts_draws_what_pm_sample_draws(both, tiny):
+    # same kernel, keys, start and density: the draws must agree up to floating-point rounding, and every tree the
+    # same size, so a fit's seed keeps meaning what it meant when fits ran through pm.sample
+    from forecast.density import compile_density
+    from forecast.nuts import sample_nuts
+
     run, idata = both
-    model, _ = tiny
+    model, start = tiny
     reference = idata["posterior"].to_dataset()
     posterior, stats, _ = _numpyro_groups(run, model, SETTINGS["tune"])
     assert set(posterior.data_vars) == set(reference.data_vars)
     for name in reference.data_vars:
         assert posterior[name].dims == reference[name].dims, name
-        np.testing.assert_array_equal(posterior[name].values, reference[name].values, err_msg=name)
+        sd = float(np.std(reference[name].values))
+        np.testing.assert_allclose(posterior[name].values, reference[name].values, rtol=0,
+                                   atol=_DRAW_TOL * sd + 1e-12, err_msg=name)
         for dim in reference[name].dims:
             np.testing.assert_array_equal(posterior[dim].values, reference[dim].values)
     reference_stats = idata["sample_stats"].to_dataset()
-    for name in ("diverging", "n_steps", "step_size", "lp", "energy", "acceptance_rate", "tree_depth"):
+    for name in ("diverging", "n_steps", "tree_depth"):
         np.testing.assert_array_equal(stats[name].values, reference_stats[name].values, err_msg=name)
+    for name in ("step_size", "lp", "energy", "acceptance_rate"):
+        np.testing.assert_allclose(stats[name].values, reference_stats[name].values, rtol=1e-3, err_msg=name)
     assert posterior.attrs["tuning_steps"] == SETTINGS["tune"] and posterior.attrs["sampling_time"] > 0
+    # the tolerance separates: another seed's draws are far outside it
+    other = sample_nuts(compile_density(model), start, **{**SETTINGS, "seed": 6})
+    for name in ("intercept_location", "stickiness"):
+        sd = float(np.std(reference[name].values))
+        assert np.median(np.abs(other.values[name] - reference[name].values)) > 10 * _DRAW_TOL * sd, name
 
 
 def test_log_prior_of_the_draws_equals_pymcs(both, tiny):
     import pymc as pm
 
-    run, idata = both
+    run, _ = both
     model, _ = tiny
-    _, _, log_prior = _numpyro_groups(run, model, SETTINGS["tune"])
-    tree = pm.stats.compute_log_prior(idata, model=model, extend_inferencedata=False, progressbar=False)
+    posterior, _, log_prior = _numpyro_groups(run, model, SETTINGS["tune"])
+    tree = pm.stats.compute_log_prior(xr.DataTree.from_dict({"posterior": posterior}), model=model,
+                                      extend_inferencedata=False, progressbar=False)
     reference = tree.to_dataset() if isinstance(tree, xr.DataTree) else tree
     assert set(log_prior.data_vars) == {*reference.data_vars, "total"}
     total = 0.0
