@@ -136,14 +136,14 @@ def fit(
     seed : int
         Seed of the sampler (the same seed, data and settings give the same draws).
     draws : int, optional
-        Posterior draws per chain; by default 1000 for a monthly panel and 2000 for a quarterly one
+        Posterior draws per chain; by default 1000 for a monthly panel and 1500 for a quarterly one
         (:func:`forecast.sampler_defaults.default_draws`, from the panel's ``freq`` attribute).
     tune, chains : int
         Tuning steps per chain, number of chains.
     backend : {"numpyro", "nutpie", "pymc"}
         NUTS implementation.
     target_accept : float, optional
-        NUTS target acceptance rate; by default 0.95 monthly and 0.975 quarterly
+        NUTS target acceptance rate; by default 0.95 monthly and 0.97 quarterly
         (:func:`forecast.sampler_defaults.default_target_accept`).
     starts : int
         Optimisations of the posterior density before sampling (:func:`forecast.start.find_mode`): the moment
