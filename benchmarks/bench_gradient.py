@@ -10,7 +10,14 @@ The model of ``forecast.model.build_model`` (bundled data, default prior set) is
 with PyMC's ``get_jaxified_logp``, and ``jax.value_and_grad`` of it is evaluated ``--evaluations`` times inside
 one compiled ``jax.lax.fori_loop`` (each evaluation at a point that depends on the previous value, so nothing
 can be hoisted out of the loop), on one XLA device in float64 as ``forecast.fit`` samples. The best of
-``--repeat`` runs is reported per evaluation. A fit costs about (leapfrog steps) × this.
+``--repeat`` runs is reported per evaluation.
+
+A fit costs about (leapfrog steps) × (the cost of one NUTS step), and a NUTS step is more than its gradient:
+NumPyro's tree building and U-turn checks add a cost that does not depend on the model. To show it, one NumPyro
+NUTS chain (diagonal mass matrix, target acceptance 0.95, as ``forecast.fit``) is run on the model's density and
+on a standard normal of the same dimension (whose gradient costs almost nothing): after ``--nuts-warmup``
+adaptation steps, ``--nuts-draws`` further transitions run in one compiled loop, and their time over their
+leapfrog steps is the cost per step (:func:`time_nuts_step`).
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def time_gradient(freq: str, evaluations: int, repeat: int, data: Path) -> float:
+def time_gradient(freq: str, evaluations: int, repeat: int, data: Path, nuts_warmup: int = 500,
+                  nuts_draws: int = 1000) -> float:
     """Best seconds per value-and-gradient evaluation for the bundled model at frequency ``freq``."""
     import jax
     import numpy as np
@@ -58,7 +66,55 @@ def time_gradient(freq: str, evaluations: int, repeat: int, data: Path) -> float
         best = min(best, time.perf_counter() - started)
     print(f"{freq}: {panel.sizes['period']} periods, {best / evaluations * 1e3:.4f} ms per value-and-gradient "
           f"(best of {repeat} x {evaluations} evaluations)")
+    if nuts_draws:
+        flat = np.concatenate([np.ravel(x) for x in x0])
+        shapes = [np.shape(x) for x in x0]
+        logp = get_jaxified_logp(model)
+
+        def potential(x):
+            out, lo = [], 0
+            for shape in shapes:
+                hi = lo + int(np.prod(shape))
+                out.append(x[lo:hi].reshape(shape))
+                lo = hi
+            return -logp(out)
+
+        model_step = time_nuts_step(potential, flat, nuts_warmup, nuts_draws)
+        null_step = time_nuts_step(lambda x: 0.5 * jax.numpy.sum(x * x), np.zeros_like(flat), nuts_warmup,
+                                   nuts_draws)
+        print(f"{freq}: {model_step * 1e3:.4f} ms per NUTS leapfrog step on the model's density; "
+              f"{null_step * 1e3:.4f} ms on a standard normal of the same dimension ({flat.size})")
     return best / evaluations
+
+
+def time_nuts_step(potential, init, warmup: int, draws: int) -> float:
+    """Seconds per leapfrog step of one NumPyro NUTS chain on ``potential``, after adaptation.
+
+    ``MCMC.run`` adapts the step size and mass matrix; its kernel's transition is then run ``draws`` times inside
+    one compiled ``jax.lax.fori_loop`` (compiled once, timed on later calls, best of three), counting leapfrog
+    steps as it goes.
+    """
+    import jax
+    from numpyro.infer import MCMC, NUTS
+
+    kernel = NUTS(potential_fn=potential, target_accept_prob=0.95)
+    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=10, num_chains=1, progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(0), init_params=init)  # adapts step size and mass matrix
+    adapted = mcmc.last_state
+
+    def body(_, carry):
+        state, steps = carry
+        state = kernel.sample(state, (), {})
+        return state, steps + state.num_steps
+
+    loop = jax.jit(lambda state: jax.lax.fori_loop(0, draws, body, (state, 0)))
+    jax.block_until_ready(loop(adapted))  # compile
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        _, steps = jax.block_until_ready(loop(adapted))
+        best = min(best, (time.perf_counter() - started) / float(steps))
+    return best
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,13 +123,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evaluations", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--data", type=Path, default=REPO / "data")
+    parser.add_argument("--nuts-warmup", type=int, default=500, help="adaptation steps before a NUTS step is timed")
+    parser.add_argument("--nuts-draws", type=int, default=1000,
+                        help="draws over which a NUTS step is timed (0: skip the NUTS timing)")
     args = parser.parse_args(argv)
     os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
     import jax
 
     jax.config.update("jax_enable_x64", True)
     for freq in args.freq.split(","):
-        time_gradient(freq.strip(), args.evaluations, args.repeat, args.data)
+        time_gradient(freq.strip(), args.evaluations, args.repeat, args.data, args.nuts_warmup,
+                      args.nuts_draws)
     return 0
 
 
