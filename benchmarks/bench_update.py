@@ -48,9 +48,9 @@ COMMAND = (
 def synthetic_fit(panel: xr.Dataset, n_draws: int, seed: int = 0):
     """A fit with ``n_draws`` draws around plausible parameters for ``panel`` (4 chains)."""
     from forecast import emissions
-    from forecast.catalog import NO_LOADING
     from forecast.fitfile import Fit, filtered_state_group
     from forecast.inputs import ModelOptions, build_inputs, estimate_standardisation
+    from forecast.simulate import panel_params
     from forecast.update import filter_history
 
     rng = np.random.default_rng(seed)
@@ -60,20 +60,7 @@ def synthetic_fit(panel: xr.Dataset, n_draws: int, seed: int = 0):
     kinds = panel["kind"].values.tolist()
     counts = [s for s, k in zip(signals, kinds, strict=True) if k == "count"]
     levels = [s for s, k in zip(signals, kinds, strict=True) if k == "level"]
-    y = panel["y"].values
-    rate = np.array([np.nanmean(y[:, i]) if k == "count" else 0.0 for i, k in enumerate(kinds)])
-    direction = np.stack([panel["direction_us"].values, panel["direction_relations"].values], axis=1).astype(float)
-    factor_loading = np.select([direction == 0, direction == NO_LOADING], [0.1, 0.0], 0.6 * direction)
-    loading = np.concatenate([factor_loading, np.zeros((len(signals), 1))], axis=1)
-    truth = {
-        "intercept": np.log(rate + 0.05) * (np.array(kinds) == "count"),
-        "loading": loading,
-        "nb_alpha": np.full(len(counts), 2.0),
-        "level_sigma": np.full(len(levels), 0.5),
-        "stickiness": np.full(4, 3.5),
-        "driver_effect": np.tile([0.2, 0.1], (panel.sizes["driver"], 1)),
-        "init_prob": np.full(4, 0.25),
-    }
+    truth = panel_params(panel)
     post = {}
     for name, dims in emissions.PARAMETER_DIMS.items():
         value = truth[name]

@@ -41,6 +41,7 @@ __all__ = [
     "SimIndicator",
     "default_params",
     "known_parameter_fit",
+    "panel_params",
     "params_to_posterior",
     "simulate_panel",
 ]
@@ -154,6 +155,41 @@ def default_params(catalog: Sequence[SimIndicator] = DEFAULT_CATALOG) -> dict[st
         "driver_effect": np.asarray(
             [_DEFAULT_DRIVER_EFFECT.get(d.id, (0.2, 0.1)) for d in drivers], dtype=float
         ).reshape(len(drivers), len(FACTORS)),
+        "init_prob": np.full(N_SCENARIOS, 1.0 / N_SCENARIOS),
+    }
+
+
+def panel_params(panel: xr.Dataset) -> dict[str, np.ndarray]:
+    """Plausible parameters of the right shapes and signs for any panel, under the posterior's names.
+
+    For fits made without sampling (tests and benchmarks of what comes after a fit): a count signal's intercept
+    is the log of its mean count per period (plus 0.05), a level's 0; a factor loading is 0.6 in the catalog's
+    direction, 0.1 where the direction is unknown and 0 where the catalog says the factor has no effect; the
+    interaction loadings are 0.
+
+    Parameters
+    ----------
+    panel : xarray.Dataset
+        From :func:`forecast.panel.build_panel` or :func:`simulate_panel`.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        As :func:`default_params`: ``intercept``, ``loading``, ``nb_alpha`` (2), ``level_sigma`` (0.5),
+        ``stickiness`` (3.5), ``driver_effect`` (0.2 on US engagement, 0.1 on relations), ``init_prob`` (uniform).
+    """
+    kinds = np.array(panel["kind"].values.tolist())
+    y = panel["y"].values
+    rate = np.array([np.nanmean(y[:, i]) if k == "count" else 0.0 for i, k in enumerate(kinds)])
+    direction = np.stack([panel["direction_us"].values, panel["direction_relations"].values], axis=1).astype(float)
+    factor_loading = np.select([direction == 0, direction == NO_LOADING], [0.1, 0.0], 0.6 * direction)
+    return {
+        "intercept": np.where(kinds == "count", np.log(rate + 0.05), 0.0),
+        "loading": np.concatenate([factor_loading, np.zeros((len(kinds), 1))], axis=1),
+        "nb_alpha": np.full(int((kinds == "count").sum()), 2.0),
+        "level_sigma": np.full(int((kinds == "level").sum()), 0.5),
+        "stickiness": np.full(N_SCENARIOS, 3.5),
+        "driver_effect": np.tile([0.2, 0.1], (panel.sizes["driver"], 1)),
         "init_prob": np.full(N_SCENARIOS, 1.0 / N_SCENARIOS),
     }
 

@@ -121,3 +121,26 @@ def test_known_parameter_fit_round_trips(tmp_path):
     np.testing.assert_allclose(loaded.log_likelihood["y"].values.reshape(10, -1), inc, rtol=1e-12)
     post = params_to_posterior(params, panel, chains=1, draws=3)
     assert np.allclose(post["stickiness"].values, params["stickiness"])
+
+
+def test_panel_params_follow_the_catalog_signs_and_the_panel_rates():
+    from forecast.catalog import NO_LOADING
+    from forecast.simulate import panel_params
+
+    panel, _, _ = simulate_panel(60, seed=4)
+    direction = panel["direction_relations"].values.copy()
+    direction[0], direction[1] = NO_LOADING, 0  # no effect; unknown sign
+    panel["direction_relations"] = (panel["direction_relations"].dims, direction)
+    params = panel_params(panel)
+    kinds = np.array(panel["kind"].values.tolist())
+    assert params["loading"].shape == (panel.sizes["signal"], 3)
+    np.testing.assert_array_equal(params["loading"][:, 2], 0.0)
+    assert params["loading"][0, 1] == 0.0 and params["loading"][1, 1] == 0.1
+    known = np.isin(panel["direction_us"].values, (-1, 1))
+    np.testing.assert_allclose(params["loading"][known, 0], 0.6 * panel["direction_us"].values[known])
+    counts = kinds == "count"
+    rate = np.nanmean(panel["y"].values[:, counts], axis=0)
+    np.testing.assert_allclose(params["intercept"][counts], np.log(rate + 0.05))
+    np.testing.assert_array_equal(params["intercept"][~counts], 0.0)
+    assert params["nb_alpha"].shape == (counts.sum(),) and params["level_sigma"].shape == ((~counts).sum(),)
+    assert params["driver_effect"].shape == (panel.sizes["driver"], 2)

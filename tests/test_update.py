@@ -10,6 +10,7 @@ from state_helpers import labelled_known_fit, without_stored_state
 
 from forecast import update as up
 from forecast.catalog import NO_LOADING
+from forecast.simulate import panel_params
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -546,23 +547,6 @@ class TestAgreesWithProbabilities:
 # ----------------------------------------------------------------------------------------------------------------
 # the command line, on the bundled data
 # ----------------------------------------------------------------------------------------------------------------
-def plausible_truth(panel: xr.Dataset) -> dict:
-    """Parameters of the right shapes and signs for any panel (loadings follow the catalog's directions)."""
-    kinds = np.array(panel["kind"].values.tolist())
-    rate = np.array([np.nanmean(panel["y"].values[:, i]) if k == "count" else 0.0 for i, k in enumerate(kinds)])
-    direction = np.stack([panel["direction_us"].values, panel["direction_relations"].values], axis=1).astype(float)
-    factor_loading = np.select([direction == 0, direction == NO_LOADING], [0.1, 0.0], 0.6 * direction)
-    return {
-        "intercept": np.where(kinds == "count", np.log(rate + 0.05), 0.0),
-        "loading": np.concatenate([factor_loading, np.zeros((len(kinds), 1))], 1),
-        "nb_alpha": np.full((kinds == "count").sum(), 2.0),
-        "level_sigma": np.full((kinds == "level").sum(), 0.5),
-        "stickiness": np.full(4, 3.5),
-        "driver_effect": np.tile([0.2, 0.1], (panel.sizes["driver"], 1)),
-        "init_prob": np.full(4, 0.25),
-    }
-
-
 @pytest.fixture(scope="module")
 def bundled(tmp_path_factory):
     import json
@@ -577,7 +561,7 @@ def bundled(tmp_path_factory):
     old = panel.isel(period=slice(0, panel.sizes["period"] - 1))
     old.attrs = dict(panel.attrs)
     tmp = tmp_path_factory.mktemp("bundled")
-    truth = plausible_truth(panel)
+    truth = panel_params(panel)
     good = save_fit(synthetic_fit(old, truth, chains=2, draws=300, spread=0.05, use_labels=True), tmp / "fit.nc")
     name = panel["signal"].values.tolist()[0]
     revised = with_cell(panel, 5, name, float(panel["y"].sel(signal=name).values[5]) + 1)
@@ -660,7 +644,7 @@ class TestCommand:
 
         def fake_fit(panel, **kwargs):
             calls.append((panel, kwargs))
-            return synthetic_fit(panel, plausible_truth(panel), chains=1, draws=50)
+            return synthetic_fit(panel, panel_params(panel), chains=1, draws=50)
 
         stub = types.ModuleType("forecast.fitting")
         stub.fit = fake_fit
