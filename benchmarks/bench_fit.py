@@ -354,7 +354,16 @@ def check_peer(source: str, seed: int) -> float:
 
 
 def figures_header(argv: list[str] | None, settings: dict[str, Any]) -> dict[str, Any]:
-    """What every figures file starts with: the command, when, where and with which settings."""
+    """What every figures file starts with: the command, when, where and with which settings.
+
+    Draws and target acceptance left at forecast's per-frequency defaults are recorded as those defaults, per
+    frequency, rather than as null.
+    """
+    settings = dict(settings)
+    if settings.get("draws") is None:
+        settings["draws"] = {freq: default_draws(freq) for freq in ("M", "Q")}
+    if settings.get("target_accept") is None:
+        settings["target_accept"] = {freq: default_target_accept(freq) for freq in ("M", "Q")}
     return {"command": " ".join([Path(sys.executable).name, "benchmarks/bench_fit.py", *(argv or sys.argv[1:])]),
             "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
             "settings": settings}
