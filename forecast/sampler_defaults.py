@@ -36,7 +36,7 @@ DEFAULT_STARTS = 16
 #: Posterior draws per chain of a quarterly panel. A third as many periods inform the same parameters, so they mix
 #: more slowly: on the bundled quarterly panel the slowest (a loading magnitude) makes 0.12-0.15 effective draws per
 #: draw, and with 1000 draws two of eight seeds failed the gate narrowly (R-hat 1.011 or one divergence); with 1500
-#: at the target acceptance below all eight passed (docs/model.md, "Fitting").
+#: at the target acceptance below all eight passed (docs/model.md, "Multimodality: the quarterly bundled panel").
 QUARTERLY_DRAWS = 1500
 #: NUTS target acceptance rate of a quarterly panel: at 0.95 one or two of eight bundled seeds had one divergence
 #: (in the tails of the count intercepts' spread); at 0.97 none had.
