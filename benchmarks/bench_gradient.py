@@ -12,10 +12,11 @@ one compiled ``jax.lax.fori_loop`` (each evaluation at a point that depends on t
 can be hoisted out of the loop), on one XLA device in float64 as ``forecast.fit`` samples. The best of
 ``--repeat`` runs is reported per evaluation.
 
-A fit costs about (leapfrog steps) × (the cost of one NUTS step), and a NUTS step is more than its gradient:
-NumPyro's tree building and U-turn checks add a cost that does not depend on the model. To show it, one NumPyro
-NUTS chain (diagonal mass matrix, target acceptance 0.95, as ``forecast.fit``) is run on the model's density and
-on a standard normal of the same dimension (whose gradient costs almost nothing): after ``--nuts-warmup``
+A fit costs about (leapfrog steps) × (the cost of one NUTS step), and a NUTS step can cost more than its
+gradient. To show how much, one NumPyro NUTS chain (diagonal mass matrix, target acceptance 0.95, as
+``forecast.fit``) is run on the model's density as ``forecast.nuts`` samples it (one flat vector) and on a
+standard normal of the same dimension (whose gradient costs almost nothing, leaving NumPyro's own tree building
+and U-turn checks): after ``--nuts-warmup``
 adaptation steps, ``--nuts-draws`` further transitions run in one compiled loop, and their time over their
 leapfrog steps is the cost per step (:func:`time_nuts_step`).
 """
@@ -67,17 +68,14 @@ def time_gradient(freq: str, evaluations: int, repeat: int, data: Path, nuts_war
     print(f"{freq}: {panel.sizes['period']} periods, {best / evaluations * 1e3:.4f} ms per value-and-gradient "
           f"(best of {repeat} x {evaluations} evaluations)")
     if nuts_draws:
-        flat = np.concatenate([np.ravel(x) for x in x0])
-        shapes = [np.shape(x) for x in x0]
-        logp = get_jaxified_logp(model)
+        from forecast.density import compile_density
+
+        # the potential forecast.nuts samples: the compiled density on one flat vector
+        density = compile_density(model)
+        flat = density.ravel(x0)
 
         def potential(x):
-            out, lo = [], 0
-            for shape in shapes:
-                hi = lo + int(np.prod(shape))
-                out.append(x[lo:hi].reshape(shape))
-                lo = hi
-            return -logp(out)
+            return density.neg_logp(*density.split(x))[0]
 
         model_step = time_nuts_step(potential, flat, nuts_warmup, nuts_draws)
         null_step = time_nuts_step(lambda x: 0.5 * jax.numpy.sum(x * x), np.zeros_like(flat), nuts_warmup,
