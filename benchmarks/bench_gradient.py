@@ -8,8 +8,10 @@ Run from the repository root::
 
 The model of ``forecast.model.build_model`` (bundled data, default prior set) is turned into a JAX function
 with PyMC's ``get_jaxified_logp``, and ``jax.value_and_grad`` of it is evaluated ``--evaluations`` times inside
-one compiled ``jax.lax.fori_loop`` (each evaluation at a point that depends on the previous value, so nothing
-can be hoisted out of the loop), on one XLA device in float64 as ``forecast.fit`` samples. The best of
+one compiled ``jax.lax.fori_loop``, on one XLA device in float64 as ``forecast.fit`` samples. Each evaluation is
+at a point that depends on the previous value and gradient, so nothing can be hoisted out of the loop and
+neither output can be dropped: a loop that used only the value would let XLA remove the whole gradient
+computation as dead code and time the value alone (which is also reported, for comparison). The best of
 ``--repeat`` runs is reported per evaluation.
 
 A fit costs about (leapfrog steps) × (the cost of one NUTS step), and a NUTS step can cost more than its
@@ -49,24 +51,26 @@ def time_gradient(freq: str, evaluations: int, repeat: int, data: Path, nuts_war
     panel = build_panel(load_dataset(data), freq=freq)
     options = estimate_standardisation(panel, ModelOptions())
     model = build_model(build_inputs(panel, options), default_prior_set(), options)
-    value_and_grad = jax.value_and_grad(get_jaxified_logp(model))
+    logp = get_jaxified_logp(model)
+    value_and_grad = jax.value_and_grad(logp)
     start = model.initial_point()
     x0 = [np.asarray(start[v.name]) for v in model.value_vars]
 
     def body(_, carry):
         xs, acc = carry
-        value, _ = value_and_grad([x + 1e-12 * acc for x in xs])
-        return xs, acc + value
+        value, grads = value_and_grad([x + 1e-12 * acc for x in xs])
+        # the gradient feeds the carry: otherwise XLA drops it as dead code and only the value is timed
+        return xs, acc + value + 1e-12 * sum(g.sum() for g in grads)
 
-    loop = jax.jit(lambda xs: jax.lax.fori_loop(0, evaluations, body, (xs, 0.0))[1])
-    loop(x0).block_until_ready()  # compile
-    best = float("inf")
-    for _ in range(repeat):
-        started = time.perf_counter()
-        loop(x0).block_until_ready()
-        best = min(best, time.perf_counter() - started)
-    print(f"{freq}: {panel.sizes['period']} periods, {best / evaluations * 1e3:.4f} ms per value-and-gradient "
-          f"(best of {repeat} x {evaluations} evaluations)")
+    def value_body(_, carry):
+        xs, acc = carry
+        return xs, acc + logp([x + 1e-12 * acc for x in xs])
+
+    best = best_seconds(jax.jit(lambda xs: jax.lax.fori_loop(0, evaluations, body, (xs, 0.0))[1]), x0, repeat)
+    value_only = best_seconds(jax.jit(lambda xs: jax.lax.fori_loop(0, evaluations, value_body, (xs, 0.0))[1]),
+                              x0, repeat)
+    print(f"{freq}: {panel.sizes['period']} periods, {best / evaluations * 1e3:.4f} ms per value-and-gradient, "
+          f"{value_only / evaluations * 1e3:.4f} ms per value alone (best of {repeat} x {evaluations} evaluations)")
     if nuts_draws:
         from forecast.density import compile_density
 
@@ -83,6 +87,19 @@ def time_gradient(freq: str, evaluations: int, repeat: int, data: Path, nuts_war
         print(f"{freq}: {model_step * 1e3:.4f} ms per NUTS leapfrog step on the model's density; "
               f"{null_step * 1e3:.4f} ms on a standard normal of the same dimension ({flat.size})")
     return best / evaluations
+
+
+def best_seconds(loop, argument, repeat: int) -> float:
+    """Best wall time of ``repeat`` calls of the compiled ``loop(argument)`` (after one call to compile it)."""
+    import jax
+
+    jax.block_until_ready(loop(argument))  # compile
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        jax.block_until_ready(loop(argument))
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 def time_nuts_step(potential, init, warmup: int, draws: int) -> float:
