@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import pytest
+
+# the command line keeps compiled code in the user's cache directory; the tests (and the commands they start)
+# must not write there, and tests/test_compile_cache.py switches it on where it is the subject
+os.environ["FORECAST_COMPILE_CACHE"] = "off"
 
 #: Catalog of the tiny dataset: two count signals (``talks`` is the relations marker), one level signal
 #: (``troops``, the US marker) and one count driver, all covered from 2020-01-01 to observed_through 2021-12-31.

@@ -32,8 +32,12 @@ EXIT_USER_ERROR = 2
 def _configure(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail to stderr.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings and errors.")] = False,
+    compile_cache: Annotated[bool, typer.Option(
+        "--compile-cache/--no-compile-cache",
+        help="Keep the compiled model code between runs, so later fits skip compiling (about 8 s). Directory: "
+        "$FORECAST_COMPILE_CACHE (or 'off'), default ~/.cache/forecast/xla.")] = True,
 ) -> None:
-    """Configure logging to stderr with timestamps."""
+    """Configure logging to stderr with timestamps, and the compile cache."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(
         level=level,
@@ -45,6 +49,10 @@ def _configure(
     if not verbose:
         for noisy in ("pymc", "pytensor", "jax", "numpyro", "arviz", "matplotlib", "distributed"):
             logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    if compile_cache:
+        from forecast.compile_cache import enable_compile_cache
+
+        enable_compile_cache()
 
 
 def _register() -> None:
