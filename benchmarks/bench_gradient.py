@@ -14,12 +14,12 @@ neither output can be dropped: a loop that used only the value would let XLA rem
 computation as dead code and time the value alone (which is also reported, for comparison). The best of
 ``--repeat`` runs is reported per evaluation.
 
-A fit costs about (leapfrog steps) × (the cost of one NUTS step), and a NUTS step can cost more than its
-gradient. To show how much, one NumPyro NUTS chain (diagonal mass matrix, target acceptance 0.95, as
-``forecast.fit``) is run on the model's density as ``forecast.nuts`` samples it (one flat vector) and on a
-standard normal of the same dimension (whose gradient costs almost nothing, leaving NumPyro's own tree building
-and U-turn checks): after ``--nuts-warmup``
-adaptation steps, ``--nuts-draws`` further transitions run in one compiled loop, and their time over their
+A fit costs about (leapfrog steps) × (the cost of one NUTS step), and a NUTS step adds NumPyro's tree building
+and U-turn checks to its gradient. To show how much, one NumPyro NUTS chain (diagonal mass matrix, target
+acceptance 0.95, as ``forecast.fit``) is run on the model's density as ``forecast.nuts`` samples it (one flat
+vector) and on a standard normal of the same dimension (whose gradient costs almost nothing, leaving NumPyro's
+own tree building and U-turn checks): after ``--nuts-warmup`` adaptation steps, ``--nuts-draws`` further
+transitions run in one compiled loop, and their time over their
 leapfrog steps is the cost per step (:func:`time_nuts_step`).
 """
 

@@ -1,7 +1,7 @@
 """Keeping compiled model code between runs: JAX's persistent compilation cache for the ``forecast`` command.
 
 A fit compiles the model's density with XLA for the mode search and for the sampler; on the bundled data that is
-about 9 s of every fit, whatever the number of periods, and the programs are the same from one run to the next
+about 8 s of every fit, whatever the number of periods, and the programs are the same from one run to the next
 as long as the model, the data's shape, the settings and the library versions are. JAX can keep compiled
 programs on disk and load them instead of compiling again (its key covers the program, the compile options, the
 XLA flags and the JAX, jaxlib and backend versions, so a change of any of them compiles afresh).
@@ -113,19 +113,19 @@ def enable_compile_cache(directory: Path | None = None,
         logger.warning("compiled code is not cached: cannot write to %s (%s); set %s to another directory or "
                        "to 'off'", directory, exc.strerror or exc, ENV_VAR)
         return None
-    settings = {
-        "JAX_COMPILATION_CACHE_DIR": str(directory),
+    # JAX's configuration names; each is also read from the upper-case environment variable at import
+    settings: dict[str, str | float | int] = {
+        "jax_compilation_cache_dir": str(directory),
         # cache every program, however quick to compile: a fit compiles some thirty small ones besides the two
         # large ones, and loading them all saves about half a second more
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-        "JAX_COMPILATION_CACHE_MAX_SIZE": str(MAX_BYTES),
+        "jax_persistent_cache_min_compile_time_secs": 0.0,
+        "jax_compilation_cache_max_size": MAX_BYTES,
     }
-    environ.update(settings)
+    environ.update({name.upper(): str(value) for name, value in settings.items()})
     if "jax" in sys.modules and environ is os.environ:
         import jax
 
         for name, value in settings.items():
-            jax.config.update(name.lower(), int(value) if name.endswith("MAX_SIZE") else
-                              float(value) if name.endswith("SECS") else value)
+            jax.config.update(name, value)
     logger.debug("compiled XLA programs are cached in %s", directory)
     return directory

@@ -43,7 +43,7 @@ def test_enable_creates_the_directory_and_sets_jax_variables(tmp_path):
     assert enable_compile_cache(environ=environ) == target
     assert target.is_dir() and list(target.iterdir()) == []  # the write probe is removed
     assert environ["JAX_COMPILATION_CACHE_DIR"] == str(target)
-    assert environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"
+    assert float(environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]) == 0.0
     assert environ["JAX_COMPILATION_CACHE_MAX_SIZE"] == str(MAX_BYTES)
 
 
