@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from forecast.cli import COMPILING_COMMANDS
 from forecast.compile_cache import ENV_VAR, MAX_BYTES, default_cache_dir, enable_compile_cache, resolve_cache_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -107,20 +108,34 @@ def test_command_line_switch(monkeypatch, tmp_path):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "xla"))
     with pytest.raises(SystemExit) as info:
-        main(["--no-compile-cache", "data", "check", "--help"])
+        main(["--no-compile-cache", "fit", "--help"])
     assert info.value.code == 0
     assert "JAX_COMPILATION_CACHE_DIR" not in os.environ
     assert not (tmp_path / "xla").exists()
 
 
-def test_command_line_uses_the_cache_by_default(tmp_path, tiny_data_dir):
+def _run_cli(args: list[str], cache: Path) -> subprocess.CompletedProcess:
+    """Run ``forecast ARGS`` in a child with the cache directory ``cache``; it prints JAX's cache variable."""
     env = {k: v for k, v in os.environ.items() if k not in JAX_KEYS}
-    env[ENV_VAR] = str(tmp_path / "xla")
+    env[ENV_VAR] = str(cache)
     code = ("import os, sys\nfrom forecast.cli import main\n"
-            "try:\n    main(['data', 'check', '--data', sys.argv[1]])\nexcept SystemExit as e:\n"
-            "    assert not e.code, e.code\nprint(os.environ['JAX_COMPILATION_CACHE_DIR'])")
-    done = subprocess.run([sys.executable, "-c", code, str(tiny_data_dir)], cwd=REPO_ROOT, env=env,
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    assert not e.code, e.code\nprint(os.environ.get('JAX_COMPILATION_CACHE_DIR', 'unset'))")
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
+    return done
+
+
+@pytest.mark.parametrize("command", sorted(COMPILING_COMMANDS))
+def test_command_line_uses_the_cache_by_default_for_commands_that_compile(tmp_path, command):
+    # the group's options are applied before the subcommand reads --help, as before a real run
+    done = _run_cli([command, "--help"], tmp_path / "xla")
     assert done.stdout.strip().splitlines()[-1] == str(tmp_path / "xla")
     assert (tmp_path / "xla").is_dir()
+
+
+def test_commands_that_do_not_compile_leave_no_cache_directory(tmp_path, tiny_data_dir):
+    done = _run_cli(["data", "check", "--data", str(tiny_data_dir)], tmp_path / "xla")
+    assert done.stdout.strip().splitlines()[-1] == "unset"
+    assert not (tmp_path / "xla").exists()

@@ -27,9 +27,14 @@ EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USER_ERROR = 2
 
+#: The commands that may compile the model (a fit, or a refit when an update cannot reweight): only they turn the
+#: compile cache on, so that checking or ingesting data leaves no cache directory behind.
+COMPILING_COMMANDS = frozenset({"fit", "report", "update"})
+
 
 @app.callback()
 def _configure(
+    ctx: typer.Context,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail to stderr.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings and errors.")] = False,
     compile_cache: Annotated[bool, typer.Option(
@@ -37,7 +42,7 @@ def _configure(
         help="Keep the compiled model code between runs, so later fits skip compiling (about 8 s). Directory: "
         "$FORECAST_COMPILE_CACHE (or 'off'), default ~/.cache/forecast/xla.")] = True,
 ) -> None:
-    """Configure logging to stderr with timestamps, and the compile cache."""
+    """Configure logging to stderr with timestamps, and the compile cache for the commands that compile."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(
         level=level,
@@ -49,7 +54,7 @@ def _configure(
     if not verbose:
         for noisy in ("pymc", "pytensor", "jax", "numpyro", "arviz", "matplotlib", "distributed"):
             logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
-    if compile_cache:
+    if compile_cache and ctx.invoked_subcommand in COMPILING_COMMANDS:
         from forecast.compile_cache import enable_compile_cache
 
         enable_compile_cache()
