@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from forecast.cli import COMPILING_COMMANDS
 from forecast.compile_cache import ENV_VAR, MAX_BYTES, default_cache_dir, enable_compile_cache, resolve_cache_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -127,7 +126,8 @@ def _run_cli(args: list[str], cache: Path) -> subprocess.CompletedProcess:
     return done
 
 
-@pytest.mark.parametrize("command", sorted(COMPILING_COMMANDS))
+# spelled out rather than read from forecast.cli.COMPILING_COMMANDS, so that dropping one from it fails here
+@pytest.mark.parametrize("command", ["fit", "report", "update"])
 def test_command_line_uses_the_cache_by_default_for_commands_that_compile(tmp_path, command):
     # the group's options are applied before the subcommand reads --help, as before a real run
     done = _run_cli([command, "--help"], tmp_path / "xla")
