@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 #: Posterior draws per chain of a monthly panel: the gate's ESS floor (400) with a margin on the bundled data (the
-#: slowest parameter makes 0.19-0.26 effective draws per draw over ten seeds).
+#: slowest parameter makes 0.19-0.27 effective draws per draw over twenty seeds).
 DEFAULT_DRAWS = 1000
 #: Tuning (warm-up) steps per chain, in which NUTS adapts its step size and diagonal mass matrix; on the bundled
 #: data 400 left some chains with step sizes a third too small (more leapfrog steps per draw than they save).
