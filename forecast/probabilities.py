@@ -625,8 +625,18 @@ def what_if(fit_or_states: Fit | StateDraws, future_drivers: Mapping[str, Mappin
     -------
     pandas.DataFrame
         Columns ``period``, ``horizon``, ``scenario``, ``baseline``, ``what_if``, ``difference`` (means over
-        draws) and ``baseline_lower/upper``, ``what_if_lower/upper``, ``difference_lower/upper`` (90%
-        intervals; the difference is taken per draw).
+        draws), ``baseline_lower/upper``, ``what_if_lower/upper``, ``difference_lower/upper`` (90%
+        intervals; the difference is taken per draw), ``difference_median``, and ``p_increase`` and
+        ``p_decrease``: the posterior probability (share of the draws, weighted when weights are given) that
+        the what-if raises, or lowers, the scenario's probability. Both are 0 where nothing changes.
+
+    Notes
+    -----
+    Read the median and ``p_increase``/``p_decrease`` next to the mean. A driver far outside its usual range (one
+    nuclear test is about 8 standard deviations of the bundled monthly driver) multiplies the uncertainty of its
+    effect, and a scenario already near 1 can fall much further than it can rise: the mean change then mostly
+    reflects the draws in which the effect is large and unfavourable, while the median may be close to 0
+    (``docs/model.md``, "Reading a what-if").
 
     Examples
     --------
@@ -644,9 +654,17 @@ def what_if(fit_or_states: Fit | StateDraws, future_drivers: Mapping[str, Mappin
     lw = states.log_weights
     out = _table(periods, SCENARIOS, "scenario", base, lw, horizon=np.arange(1, horizon + 1))
     out = out.rename(columns={"mean": "baseline", "lower": "baseline_lower", "upper": "baseline_upper"})
-    for name, values in (("what_if", alt), ("difference", alt - base)):
+    diff = alt - base
+    for name, values in (("what_if", alt), ("difference", diff)):
         mean, lower, upper = summarise_draws(values, lw)
         out[name], out[f"{name}_lower"], out[f"{name}_upper"] = mean.ravel(), lower.ravel(), upper.ravel()
+    _, median, _ = summarise_draws(diff, lw, interval=0.0)  # an interval of width 0: both bounds are the median
+    out["difference_median"] = median.ravel()
+    w = _normalised_weights(lw)
+    for name, sign in (("p_increase", diff > 0), ("p_decrease", diff < 0)):
+        share = sign.mean(axis=0) if w is None else np.tensordot(w, sign.astype(float), axes=1)
+        out[name] = np.asarray(share, dtype=float).ravel()
     cols = ["period", "horizon", "scenario", "baseline", "what_if", "difference", "baseline_lower",
-            "baseline_upper", "what_if_lower", "what_if_upper", "difference_lower", "difference_upper"]
+            "baseline_upper", "what_if_lower", "what_if_upper", "difference_lower", "difference_upper",
+            "difference_median", "p_increase", "p_decrease"]
     return out[cols]

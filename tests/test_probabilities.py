@@ -133,6 +133,29 @@ def test_nuclear_test_moves_toward_us_engaged(sim, states):
     pd.testing.assert_frame_equal(table, by_period)
 
 
+def test_what_if_median_and_direction_shares_describe_the_per_draw_change(states):
+    change = {"nk_nuclear_tests": {2: 1}}
+    table = prob.what_if(states, change, horizon=6)
+    diff = prob._forecast_draws(states, 6, change) - prob._forecast_draws(states, 6, None)  # (draw, horizon, K)
+    np.testing.assert_allclose(wide(table, "difference_median"), np.median(diff, axis=0), rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(wide(table, "p_increase"), (diff > 0).mean(axis=0))
+    np.testing.assert_array_equal(wide(table, "p_decrease"), (diff < 0).mean(axis=0))
+    # nothing moves before the driver acts, so neither share counts a draw there; afterwards the draws disagree
+    # on some scenario's direction only by chance: here every draw's US-engaged scenarios gain
+    lag = states.options.driver_lag
+    assert (wide(table, "p_increase")[: 1 + lag] == 0).all() and (wide(table, "p_decrease")[: 1 + lag] == 0).all()
+    assert (wide(table, "p_increase")[1 + lag:, 0] > 0.5).all()
+
+    # weighted: all weight on one draw gives that draw's change and a share of 0 or 1
+    k = 7
+    lw = np.full(states.n_draws, -1e4)
+    lw[k] = 0.0
+    one = prob.what_if(states, change, horizon=6, log_weights=lw)
+    np.testing.assert_allclose(wide(one, "difference_median"), diff[k], rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(wide(one, "p_increase"), (diff[k] > 0).astype(float))
+    np.testing.assert_array_equal(wide(one, "p_decrease"), (diff[k] < 0).astype(float))
+
+
 def test_bad_future_drivers_are_reported(states):
     with pytest.raises(ConfigError, match="unknown driver 'nk_satellites'"):
         prob.what_if(states, {"nk_satellites": {1: 1}})

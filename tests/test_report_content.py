@@ -77,7 +77,7 @@ def test_report_directory_layout(published):
 
 
 def test_what_if_from_report_toml(published):
-    _, report = published
+    outcome, report = published
     (w,) = report["what_if"]
     assert w["name"] == "Launch <surge>" and w["drivers"] == {"launches": {"1": 5.0}}
     diffs = np.array([[h["scenarios"][s]["difference"] for s in SCENARIOS] for h in w["horizons"]])
@@ -90,6 +90,27 @@ def test_what_if_from_report_toml(published):
         for s in SCENARIOS:
             c = h["scenarios"][s]
             assert c["what_if"] - c["baseline"] == pytest.approx(c["difference"], abs=1e-9)
+            assert c["difference_lower"] <= c["difference_median"] <= c["difference_upper"]
+            assert 0.0 <= c["p_increase"] and 0.0 <= c["p_decrease"] and c["p_increase"] + c["p_decrease"] <= 1.0
+    first = w["horizons"][0]["scenarios"]
+    assert all(first[s]["p_increase"] == first[s]["p_decrease"] == 0.0 for s in SCENARIOS)
+    # after the lag some draws move each way or all one way, but every draw moves
+    later = w["horizons"][-1]["scenarios"]
+    assert all(later[s]["p_increase"] + later[s]["p_decrease"] == pytest.approx(1.0) for s in SCENARIOS)
+
+    # both documents show how sure the change is at the last horizon, with the JSON's figures
+    last = w["horizons"][-1]
+    md = (outcome.directory / "report.md").read_text(encoding="utf-8")
+    html = (outcome.directory / "index.html").read_text(encoding="utf-8")
+    for s in SCENARIOS:
+        c = last["scenarios"][s]
+        md_name = s.replace("_", "\\_")  # Markdown-escaped
+        row = (f"| {md_name} | {100 * c['difference']:+.1f} | {100 * c['difference_median']:+.1f} | "
+               f"{100 * c['difference_lower']:+.1f} to {100 * c['difference_upper']:+.1f} | "
+               f"{100 * c['p_increase']:.0f}% of draws | {100 * c['p_decrease']:.0f}% of draws |")
+        assert row in md
+        assert f"<td>{s}</td><td class=\"num\">{100 * c['difference']:+.1f}</td>" in html
+    assert f"Change {last['horizon']} periods ahead" in md
 
 
 def test_report_config_reports_every_problem(tmp_path):

@@ -63,7 +63,9 @@ class Content:
     forecast_periods : pandas.DatetimeIndex
         (H,) forecast periods.
     what_if : list of dict
-        One entry per comparison: ``name, description, drivers, baseline (H,4), what_if (H,4), lower, upper``.
+        One entry per comparison: ``name``, ``description``, ``drivers``, ``baseline`` (H, 4), ``what_if`` and
+        ``difference`` (Summary of (H, 4) arrays), and the (H, 4) arrays ``difference_median``, ``p_increase``
+        and ``p_decrease`` (:func:`forecast.probabilities.what_if`).
     n_draws : int
         Number of posterior draws.
     ess : float
@@ -159,11 +161,13 @@ def compute_content(
         alt = _arrays(table, "scenario", SCENARIOS, ("what_if", "what_if_lower", "what_if_upper"))
         diff = _arrays(table, "scenario", SCENARIOS, ("difference", "difference_lower", "difference_upper"))
         base = _arrays(table, "scenario", SCENARIOS, ("baseline",))
+        spread = _arrays(table, "scenario", SCENARIOS, ("difference_median", "p_increase", "p_decrease"))
         comparisons.append({
             "name": item.name, "description": item.description, "drivers": item.to_dict()["drivers"],
             "baseline": base["baseline"],
             "what_if": Summary(alt["what_if"], alt["what_if_lower"], alt["what_if_upper"]),
             "difference": Summary(diff["difference"], diff["difference_lower"], diff["difference_upper"]),
+            **spread,
         })
     now = _arrays(factors_now, "factor", FACTOR_NAMES)
     return Content(

@@ -359,7 +359,10 @@ def _assemble(fit: Fit, panel: xr.Dataset, dataset: Any, config: Any, previous: 
                 "baseline": float(item["baseline"][h, i]), "what_if": float(alt.mean[h, i]),
                 "lower": float(alt.lower[h, i]), "upper": float(alt.upper[h, i]),
                 "difference": float(diff.mean[h, i]), "difference_lower": float(diff.lower[h, i]),
-                "difference_upper": float(diff.upper[h, i])} for i, s in enumerate(SCENARIOS)}})
+                "difference_upper": float(diff.upper[h, i]),
+                "difference_median": float(item["difference_median"][h, i]),
+                "p_increase": float(item["p_increase"][h, i]), "p_decrease": float(item["p_decrease"][h, i]),
+            } for i, s in enumerate(SCENARIOS)}})
         what_if.append({"name": item["name"], "description": item["description"], "drivers": item["drivers"],
                         "horizons": horizons})
 
