@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -137,6 +139,29 @@ def test_fit_command_rejects_an_unknown_prior_set_with_exit_2(capsys):
         main(["fit", "--priors", "no_such_set", "--out", "unused.nc"])
     assert info.value.code == 2
     assert "unknown prior set" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flag", "terminal", "expected"), [
+    ([], False, False), ([], True, True), (["--progress"], False, True), (["--no-progress"], True, False)])
+def test_fit_command_shows_progress_bars_on_a_terminal_unless_told(tiny_data_dir, monkeypatch, flag, terminal,
+                                                                    expected):
+    import forecast.fitting
+    from forecast.cli import main
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_fit(panel, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(forecast.fitting, "fit", fake_fit)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal, raising=False)
+    with pytest.raises(SystemExit):
+        main(["fit", "--data", str(tiny_data_dir), "--out", "unused.nc", *flag])
+    assert seen["progress"] is expected
 
 
 def test_fit_rejects_an_unknown_backend():

@@ -6,6 +6,7 @@ Exit codes: 0 when the fit passed the convergence gate, 3 when the fit file was 
 
 from __future__ import annotations
 
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -67,8 +68,10 @@ def fit_command(
     starts: Annotated[int, typer.Option("--starts", min=0, help="Posterior-mode searches before sampling (the "
                                         "moment start and jittered copies); 0 starts at the moment start.")]
     = DEFAULT_STARTS,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the sampler's progress bar.")]
-    = True,
+    progress: Annotated[bool | None, typer.Option(
+        "--progress/--no-progress", show_default=False,
+        help="Show the sampler's progress bars (default: only when standard error is a terminal, so that logs of "
+             "scheduled runs stay readable).")] = None,
 ) -> None:
     """Fit the scenario model to the data and write FIT.nc; print the convergence diagnostics."""
     from forecast.dataset import load_dataset
@@ -85,7 +88,7 @@ def fit_command(
         panel, priors=prior_set, options=ModelOptions(use_labels=not no_labels), seed=seed, draws=draws,
         tune=tune, chains=chains, backend=backend.value, target_accept=target_accept, starts=starts,
         catalog_text=dataset.catalog.text, data_sha256=str(panel.attrs.get("data_sha256", "")),
-        progress=progress,
+        progress=sys.stderr.isatty() if progress is None else progress,
     )
     path = save_fit(result, out)
     typer.echo(format_diagnostics(result.diagnostics, result.attr("sampler")))
