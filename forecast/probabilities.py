@@ -263,7 +263,7 @@ def summarise_draws(values: np.ndarray, log_weights: np.ndarray | None = None,
     log_weights : numpy.ndarray, optional
         (N,) log weights; None for equal weights.
     interval : float
-        Central probability of the interval.
+        Central probability of the interval; ``0`` gives the median as both bounds.
 
     Returns
     -------
@@ -632,11 +632,11 @@ def what_if(fit_or_states: Fit | StateDraws, future_drivers: Mapping[str, Mappin
 
     Notes
     -----
-    Read the median and ``p_increase``/``p_decrease`` next to the mean. A driver far outside its usual range (one
-    nuclear test is about 8 standard deviations of the bundled monthly driver) multiplies the uncertainty of its
-    effect, and a scenario already near 1 can fall much further than it can rise: the mean change then mostly
-    reflects the draws in which the effect is large and unfavourable, while the median may be close to 0
-    (``docs/model.md``, "Reading a what-if").
+    Read the median and ``p_increase``/``p_decrease`` next to the mean. A driver value far outside the driver's
+    usual range multiplies the uncertainty of its effect, and a scenario already near 1 can fall much further than
+    it can rise: the mean change then mostly reflects the draws in which the effect is large and unfavourable,
+    while the median may be close to 0 (``docs/model.md``, "Reading a what-if", has an example on the bundled
+    data). With weights, the median is the weighted 0.5 quantile under :func:`summarise_draws`'s interpolation.
 
     Examples
     --------
