@@ -9,7 +9,7 @@ from conftest import write_tiny_data_dir
 from report_helpers import TINY_JANUARY, append_month, synthetic_fitter
 
 from forecast.report.pipeline import run_report
-from forecast.report.render import markdown_escape
+from forecast.report.render import markdown_escape, points
 
 SCRIPT = "<script>window.__pwned = 1</script>"
 
@@ -62,3 +62,9 @@ def test_user_strings_are_escaped_in_markdown(second_report):
 ])
 def test_markdown_escape(text, expected):
     assert markdown_escape(text) == expected
+
+
+@pytest.mark.parametrize(("value", "text"), [(3.24, "+3.2"), (-3.26, "-3.3"), (0.0, "+0.0"), (-0.04, "+0.0"),
+                                             (-0.05001, "-0.1"), (None, "n/a")])
+def test_points_has_a_sign_and_no_negative_zero(value, text):
+    assert points(value) == text

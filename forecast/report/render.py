@@ -51,10 +51,10 @@ def pct(value: Any, digits: int = 1) -> str:
 
 
 def points(value: Any) -> str:
-    """A change in percentage points with its sign, e.g. ``"+3.2"``."""
+    """A change in percentage points with its sign, e.g. ``"+3.2"``; a change that rounds to zero is ``"+0.0"``."""
     if value is None:
         return "n/a"
-    return f"{float(value):+.1f}"
+    return f"{round(float(value), 1) or 0.0:+.1f}"  # `or` turns a rounded -0.0 into 0.0: no "-0.0"
 
 
 def num(value: Any, fmt: str = ".3g") -> str:
