@@ -660,10 +660,8 @@ def what_if(fit_or_states: Fit | StateDraws, future_drivers: Mapping[str, Mappin
         out[name], out[f"{name}_lower"], out[f"{name}_upper"] = mean.ravel(), lower.ravel(), upper.ravel()
     _, median, _ = summarise_draws(diff, lw, interval=0.0)  # an interval of width 0: both bounds are the median
     out["difference_median"] = median.ravel()
-    w = _normalised_weights(lw)
     for name, sign in (("p_increase", diff > 0), ("p_decrease", diff < 0)):
-        share = sign.mean(axis=0) if w is None else np.tensordot(w, sign.astype(float), axes=1)
-        out[name] = np.asarray(share, dtype=float).ravel()
+        out[name] = summarise_draws(sign.astype(float), lw)[0].ravel()  # the (weighted) mean of an indicator
     cols = ["period", "horizon", "scenario", "baseline", "what_if", "difference", "baseline_lower",
             "baseline_upper", "what_if_lower", "what_if_upper", "difference_lower", "difference_upper",
             "difference_median", "p_increase", "p_decrease"]
